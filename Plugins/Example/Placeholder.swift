@@ -1,0 +1,1 @@
+// placeholder: Example is being built

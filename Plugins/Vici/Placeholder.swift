@@ -1,0 +1,1 @@
+// placeholder: Vici is being built

@@ -1,0 +1,1 @@
+// placeholder: WarrenDatapath is being built

@@ -1,0 +1,2 @@
+import XCTest
+final class WarrenAgentTestsPlaceholder: XCTestCase { func testBuilds() {} }

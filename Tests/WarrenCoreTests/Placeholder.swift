@@ -1,0 +1,2 @@
+import XCTest
+final class WarrenCoreTestsPlaceholder: XCTestCase { func testBuilds() {} }

@@ -1,0 +1,2 @@
+import XCTest
+final class WarrenLinuxTestsPlaceholder: XCTestCase { func testBuilds() {} }

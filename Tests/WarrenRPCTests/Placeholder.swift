@@ -1,0 +1,2 @@
+import XCTest
+final class WarrenRPCTestsPlaceholder: XCTestCase { func testBuilds() {} }
