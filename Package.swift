@@ -29,10 +29,7 @@ let package = Package(
     ],
     targets: [
         // MARK: pure core
-        .target(
-            name: "WarrenCore",
-            dependencies: [.product(name: "Collections", package: "swift-collections")]
-        ),
+        .target(name: "WarrenCore"),
 
         // MARK: C boundaries
         .systemLibrary(

@@ -1,2 +1,0 @@
-import XCTest
-final class WarrenCoreTestsPlaceholder: XCTestCase { func testBuilds() {} }
