@@ -109,6 +109,7 @@ let package = Package(
         .testTarget(name: "WarrenCoreTests", dependencies: ["WarrenCore"]),
         .testTarget(name: "WarrenRPCTests", dependencies: ["WarrenRPC"]),
         .testTarget(name: "WarrenLinuxTests", dependencies: ["WarrenLinux"]),
+        .testTarget(name: "WarrenDatapathTests", dependencies: ["WarrenDatapath"]),
         .testTarget(name: "ViciTests", dependencies: ["WarrenVici"]),
         .testTarget(name: "WarrenAgentTests", dependencies: ["WarrenAgent", "ExamplePlugin"]),
         .testTarget(name: "PluginTests", dependencies: ["IPsec", "DynamicVPN", "StaticVPN", "WarrenAgent"]),
