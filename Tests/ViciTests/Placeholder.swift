@@ -1,2 +1,0 @@
-import XCTest
-final class ViciTestsPlaceholder: XCTestCase { func testBuilds() {} }
