@@ -223,11 +223,13 @@ public struct CharonInstanceConfig: Sendable, Hashable {
             "# ones, so reauthentication does not drop traffic.",
             "make_before_break = yes",
         ])
+        let withAWSInterval = Self.format(10 + retransmitGiveUpSeconds)
+        let verdict = 10 + retransmitGiveUpSeconds <= 30 ? "inside" : "OUTSIDE"
         block(1, [
             "# Retransmissions: \(Self.format(retransmitTimeout)) s, then x\(Self.format(retransmitBase)) each, \(retransmitTries) retries. An unanswered",
             "# request (e.g. a DPD probe) fails after \(giveUp) s, so a lost peer is noticed within",
-            "# dpd_delay + \(giveUp) s, inside a 30 s DPD timeout (the defaults, 4 s x1.8 with",
-            "# 5 retries, take 165 s).",
+            "# dpd_delay + \(giveUp) s: with a 10 s DPD interval \(withAWSInterval) s, \(verdict) a 30 s DPD",
+            "# timeout. (charon's defaults, 4 s x1.8 with 5 retries, take 165 s.)",
             "retransmit_timeout = \(Self.format(retransmitTimeout))",
             "retransmit_base = \(Self.format(retransmitBase))",
             "retransmit_tries = \(retransmitTries)",
@@ -276,11 +278,11 @@ public struct CharonInstanceConfig: Sendable, Hashable {
             ])
         case .xfrm:
             block(2, [
-                "# Kernel ESP. The unused mark on charon's routing rule (see routing_table);",
-                "# no routes into XFRM interfaces from charon (the agent routes).",
+                "# Kernel ESP. The unused mark on charon's routing rule (see routing_table).",
+                "# (install_routes = no above already keeps charon from routing into XFRM",
+                "# interfaces; 5.9.8 has no separate install_routes_xfrmi option.)",
                 "kernel-netlink {",
                 "    fwmark = \(mark)",
-                "    install_routes_xfrmi = no",
                 "}",
             ])
         }

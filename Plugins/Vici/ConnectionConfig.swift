@@ -29,27 +29,34 @@ public enum IKEVersion: Int, Sendable, Hashable, CaseIterable {
 
 /// How charon treats a new IKE_SA with the same peer identity (swanctl `unique`).
 public enum UniquePolicy: String, Sendable, Hashable, CaseIterable {
+    /// `no`: replace on INITIAL_CONTACT; `never`: keep all; `keep`: reject new;
+    /// `replace`: delete the old IKE_SA when a new one with the same identities appears.
     case no, never, keep, replace
 }
 
 /// Action on a CHILD_SA when DPD declares the peer dead (swanctl `dpd_action`).
 public enum DPDAction: String, Sendable, Hashable, CaseIterable {
+    /// Do nothing / close the CHILD_SA / install a trap policy / re-initiate at once.
     case none, clear, trap, restart
 }
 
 /// What charon does with a CHILD_SA config when it is loaded (swanctl `start_action`).
 /// With kernel-libipsec, `trap` never brings a tunnel up (libipsec sends no acquires).
 public enum StartAction: String, Sendable, Hashable, CaseIterable {
+    /// Load only / install a trap policy / initiate at once.
     case none, trap, start
 }
 
 /// Action when the peer closes a CHILD_SA (swanctl `close_action`).
 public enum CloseAction: String, Sendable, Hashable, CaseIterable {
+    /// `none` and `clear`: nothing more happens; `trap`: install a trap policy;
+    /// `start`: re-initiate at once.
     case none, clear, trap, start
 }
 
 /// IPsec mode of a CHILD_SA (swanctl `mode`).
 public enum IPsecMode: String, Sendable, Hashable, CaseIterable {
+    /// Tunnel mode (Warren) or transport mode.
     case tunnel, transport
 }
 

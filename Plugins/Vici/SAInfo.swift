@@ -18,6 +18,7 @@
 
 /// State of an IKE_SA as charon names it.
 public enum IKESAState: Sendable, Hashable {
+    /// charon's IKE_SA states (`CREATED` ... `DESTROYING`).
     case created, connecting, established, passive, rekeying, rekeyed, deleting, destroying
     /// A state name this client does not know.
     case other(String)
@@ -40,6 +41,7 @@ public enum IKESAState: Sendable, Hashable {
 
 /// State of a CHILD_SA as charon names it.
 public enum ChildSAState: Sendable, Hashable {
+    /// charon's CHILD_SA states (`CREATED` ... `DESTROYING`).
     case created, routed, installing, installed, updating, rekeying, rekeyed, retrying, deleting, deleted, destroying
     /// A state name this client does not know.
     case other(String)

@@ -24,7 +24,8 @@
 //   concurrent writer never writes to a reused descriptor. Writes use MSG_NOSIGNAL.
 //
 // Threading: one dedicated reader thread per connection (blocking poll/read, off the
-// Swift cooperative pool); callers use async methods from any task. Shared state is
+// Swift cooperative pool; it sleeps without timeout while no command is pending and is
+// woken through a pipe when one starts); callers use async methods from any task. Shared state is
 // guarded by `lock` (never held while resuming continuations or yielding to streams).
 // Cancelling a caller's task does not abort an exchange in flight; the command timeout
 // bounds every wait.
@@ -78,7 +79,7 @@ public final class ViciClient: @unchecked Sendable {
         self.socketPath = socketPath
         self.commandTimeout = commandTimeout
         let fd = try ViciConnection.connectUnix(path: socketPath)
-        self.connection = ViciConnection(fd: fd, socketPath: socketPath)
+        self.connection = try ViciConnection(fd: fd, socketPath: socketPath)
         connection.startReader()
     }
 
@@ -252,6 +253,10 @@ final class ViciConnection: @unchecked Sendable {
     let fd: Int32
     let socketPath: String
     let gate = AsyncGate()
+    /// A pipe that wakes the reader when an exchange starts (so it can arm the deadline);
+    /// the reader otherwise sleeps in poll() without a timeout while nothing is pending.
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
 
     private let lock = NSLock()
     private let writeLock = NSLock()
@@ -266,9 +271,26 @@ final class ViciConnection: @unchecked Sendable {
     // Guarded by `writeLock`:
     private var fdClosed = false
 
-    init(fd: Int32, socketPath: String) {
+    init(fd: Int32, socketPath: String) throws {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw ViciError.connectFailed(socketPath: socketPath, reason: "pipe(): \(reason)")
+        }
+        for f in fds {
+            _ = fcntl(f, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(f, F_SETFL, fcntl(f, F_GETFL) | O_NONBLOCK)
+        }
         self.fd = fd
         self.socketPath = socketPath
+        self.wakeRead = fds[0]
+        self.wakeWrite = fds[1]
+    }
+
+    private func wakeReader() {
+        var one: UInt8 = 1
+        _ = write(wakeWrite, &one, 1)
     }
 
     static func connectUnix(path: String) throws -> Int32 {
@@ -344,6 +366,7 @@ final class ViciConnection: @unchecked Sendable {
             pending = Pending(label: label, continuation: cont,
                               deadline: ContinuousClock.now.advanced(by: timeout), timeout: timeout)
             lock.unlock()
+            wakeReader()
             if let writeError = writeAll(frame) {
                 terminate(.disconnected(socketPath: socketPath, reason: "write failed: \(writeError)"))
             }
@@ -436,6 +459,7 @@ final class ViciConnection: @unchecked Sendable {
         writeLock.lock()
         if !fdClosed { _ = shutdown(fd, Int32(SHUT_RDWR)) }
         writeLock.unlock()
+        wakeReader()
         waiting?.continuation.resume(throwing: error)
         for s in subs { s.continuation.finish() }
     }
@@ -468,14 +492,19 @@ final class ViciConnection: @unchecked Sendable {
                 terminate(.timeout(command: timedOut.label, seconds: Self.seconds(timedOut.timeout)))
                 break
             }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, 100)
+            var pfds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
+                        pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
+            let ready = poll(&pfds, 2, pollTimeoutMs())
             if ready < 0 {
                 if errno == EINTR { continue }
                 terminate(.disconnected(socketPath: socketPath, reason: "poll: " + String(cString: strerror(errno))))
                 break
             }
-            if ready == 0 { continue }
+            if pfds[1].revents != 0 {
+                var drain = [UInt8](repeating: 0, count: 64)
+                while read(wakeRead, &drain, drain.count) > 0 {}
+            }
+            if pfds[0].revents == 0 { continue }
             let n = buffer.withUnsafeMutableBytes { raw in read(fd, raw.baseAddress!, raw.count) }
             if n == 0 {
                 terminate(.disconnected(socketPath: socketPath, reason: "charon closed the connection"))
@@ -503,6 +532,22 @@ final class ViciConnection: @unchecked Sendable {
         fdClosed = true
         close(fd)
         writeLock.unlock()
+    }
+
+    deinit {
+        close(wakeRead)
+        close(wakeWrite)
+    }
+
+    /// -1 (no timeout) while no exchange is pending, else milliseconds to its deadline.
+    private func pollTimeoutMs() -> Int32 {
+        lock.lock(); defer { lock.unlock() }
+        guard let p = pending else { return -1 }
+        let left = ContinuousClock.now.duration(to: p.deadline)
+        if left <= .zero { return 0 }
+        let c = left.components
+        let ms = c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000 + 1
+        return Int32(clamping: ms)
     }
 
     private func expiredPending() -> Pending? {

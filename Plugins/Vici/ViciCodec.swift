@@ -47,6 +47,7 @@ public enum ViciCodecError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A packet type that requires a name was given none (encoding).
     case missingName(packetType: String)
 
+    /// A message naming what was wrong and where.
     public var description: String {
         switch self {
         case .truncated(let what, let off): return "vici data truncated at offset \(off) while reading \(what)"

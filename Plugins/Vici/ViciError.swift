@@ -33,6 +33,7 @@ public enum ViciError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A response lacked a field the typed API needs.
     case unexpectedResponse(command: String, reason: String)
 
+    /// A message naming what failed (never containing a secret).
     public var description: String {
         switch self {
         case .connectFailed(let path, let reason):

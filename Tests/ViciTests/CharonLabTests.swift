@@ -429,6 +429,28 @@ final class CharonLabTests: XCTestCase {
         XCTAssertEqual(ver.daemon, "charon")
     }
 
+    func testClientsDoNotLeakThreadsOrDescriptors() async throws {
+        let lab = try await makeLab()
+        func count(_ dir: String) -> Int { (try? FileManager.default.contentsOfDirectory(atPath: dir).count) ?? -1 }
+        let threads0 = count("/proc/self/task"), fds0 = count("/proc/self/fd")
+        for i in 0..<30 {
+            let c = try ViciClient(socketPath: lab.l.config.viciSocketPath)
+            let events = try await c.subscribe(["ike-updown"])
+            _ = try await c.version()
+            if i % 2 == 0 { c.close() } // the others are closed by deinit
+            _ = events
+        }
+        var threads = 0, fds = 0
+        let deadline = ContinuousClock.now.advanced(by: .seconds(3))
+        repeat {
+            try await Task.sleep(for: .milliseconds(20))
+            threads = count("/proc/self/task")
+            fds = count("/proc/self/fd")
+        } while (threads > threads0 || fds > fds0) && ContinuousClock.now < deadline
+        XCTAssertLessThanOrEqual(threads, threads0, "reader threads leaked")
+        XCTAssertLessThanOrEqual(fds, fds0, "descriptors leaked")
+    }
+
     func testUnsubscribedEventsAreUnregistered() async throws {
         let lab = try await makeLab()
         let v = try lab.l.vici

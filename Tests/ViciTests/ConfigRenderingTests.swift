@@ -107,6 +107,9 @@ final class ConfigRenderingTests: XCTestCase {
         XCTAssertFalse(text.contains("include"), "nothing from /etc may be included")
         XCTAssertEqual(cfg.retransmitGiveUpSeconds, 2 + 2.8 + 3.92 + 5.488, accuracy: 1e-9)
         XCTAssertTrue(text.contains("fails after 14.21 s"), text)
+        XCTAssertTrue(text.contains("with a 10 s DPD interval 24.21 s, inside a 30 s DPD"), text)
+        let slow = CharonInstanceConfig(directory: "/srv/x", retransmitTimeout: 4, retransmitBase: 1.8, retransmitTries: 5)
+        XCTAssertTrue(slow.strongswanConf().contains("OUTSIDE a 30 s DPD"), slow.strongswanConf())
         // Every setting line has a reason comment somewhere above it in its block.
         XCTAssertGreaterThan(text.components(separatedBy: "\n").filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("#") }.count, 20)
         // Balanced braces (charon would refuse the file otherwise; the lab tests parse it for real).
@@ -121,7 +124,7 @@ final class ConfigRenderingTests: XCTestCase {
         XCTAssertTrue(text.contains("load = nonce openssl kdf kernel-netlink socket-default vici updown\n"), text)
         XCTAssertFalse(text.contains("kernel-libipsec"), text)
         XCTAssertTrue(text.contains("fwmark = 0x57520000"), text)
-        XCTAssertTrue(text.contains("install_routes_xfrmi = no"), text)
+        XCTAssertTrue(text.contains("install_routes = no"), text)
     }
 
     func testInstanceValidationRejectsUnsafeDirectories() {
