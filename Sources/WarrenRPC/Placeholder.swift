@@ -1,1 +1,0 @@
-// placeholder: WarrenRPC is being built

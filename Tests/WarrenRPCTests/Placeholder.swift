@@ -1,2 +1,0 @@
-import XCTest
-final class WarrenRPCTestsPlaceholder: XCTestCase { func testBuilds() {} }
