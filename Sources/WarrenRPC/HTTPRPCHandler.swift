@@ -150,6 +150,11 @@ final class HTTPRPCHandler: ChannelInboundHandler {
             }
             let declared = head.headers["content-length"].first.flatMap { Int($0) } ?? 0
             state = .receivingRPC(body: context.channel.allocator.buffer(capacity: min(max(declared, 0), maxRequestBytes)))
+            if head.headers["expect"].first?.lowercased() == "100-continue" {
+                // curl and others wait (about 1 s) for this before sending a larger body.
+                context.writeAndFlush(
+                    Self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
         case "/metrics":
             guard head.method == .GET else {
                 respondEarly(
@@ -199,12 +204,12 @@ final class HTTPRPCHandler: ChannelInboundHandler {
         let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
         server.requestStarted()
         promise.completeWithTask {
-            defer { server.requestFinished() }
             return await registry.handle(message: body.readableBytesView, context: requestContext, onCall: onCall)
         }
         let boundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
         promise.futureResult.whenComplete { result in
             boundSelf.value.finishRPC(result)
+            server.requestFinished()  // after the answer is handed to the (live) event loop
         }
     }
 
@@ -235,12 +240,12 @@ final class HTTPRPCHandler: ChannelInboundHandler {
         let server = self.server
         server.requestStarted()
         promise.completeWithTask {
-            defer { server.requestFinished() }
             return await metrics()
         }
         let boundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
         promise.futureResult.whenComplete { result in
             boundSelf.value.finishMetrics(result)
+            server.requestFinished()
         }
     }
 

@@ -150,8 +150,12 @@ public final class RPCServer: Sendable {
     private let logSink: @Sendable (RPCLogLevel, String) -> Void
     private let state = LockedState(State())
 
-    /// Creates a server and registers `agent.subscribe` / `agent.unsubscribe` on `registry`.
-    /// - Parameter log: receives log lines; never called with params, tokens or bodies.
+    /// Creates a server and registers `agent.subscribe` / `agent.unsubscribe` on `registry`
+    /// (so a registry can serve only one server: a second one would register them twice,
+    /// which is a precondition failure).
+    /// - Parameter log: receives log lines, from any thread; never called with params,
+    ///   tokens or request bodies. Successful calls are logged at `.debug`, error answers at
+    ///   `.info`, internal errors at `.error`.
     public init(
         registry: MethodRegistry,
         configuration: Configuration,
@@ -459,7 +463,7 @@ public final class RPCServer: Sendable {
                 sink(
                     .error,
                     "\(prefix): \(kind) \(method) failed: internal error"
-                        + (record.internalFailure.map { " (\($0))" } ?? ""))
+                        + (record.internalFailure.map { " (\($0.prefix(300)))" } ?? ""))
             case let code?:
                 sink(.info, "\(prefix): \(kind) \(method) answered error \(code)")
             }

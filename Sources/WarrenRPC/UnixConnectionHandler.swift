@@ -12,8 +12,8 @@
 //    connection is closed;
 //  - pushed events not yet written to the socket are counted; beyond `maxQueuedEvents`
 //    the connection is closed (a slow subscriber never blocks others or grows memory);
-//  - after the peer half-closes, queued requests are still answered, then the
-//    connection closes (unless it has subscriptions, which keep it open for events);
+//  - after the peer closes its sending side (EOF), the requests already received are
+//    still answered, then the connection closes (a subscriber must keep its side open);
 //  - responses and events are always whole lines.
 // Threading: all mutable state is confined to the channel's event loop. Handlers run as
 // Swift tasks; their results hop back to the event loop through an EventLoopPromise.
@@ -160,12 +160,12 @@ final class UnixConnectionHandler: ChannelDuplexHandler {
             let server = self.server
             server.requestStarted()
             promise.completeWithTask {
-                defer { server.requestFinished() }
                 return await registry.handle(message: line.readableBytesView, context: requestContext, onCall: onCall)
             }
             let boundSelf = NIOLoopBound(self, eventLoop: eventLoop)
             promise.futureResult.whenComplete { result in
                 boundSelf.value.requestCompleted(result)
+                server.requestFinished()  // after the answer is handed to the (live) event loop
             }
         }
     }
@@ -190,7 +190,7 @@ final class UnixConnectionHandler: ChannelDuplexHandler {
 
     private func finishIfDone() {
         guard !busy, queue.isEmpty, !closed else { return }
-        if draining || (inputClosed && connection.subscriptions.isEmpty) {
+        if draining || inputClosed {
             close()
         }
     }

@@ -75,6 +75,18 @@ final class HTTPTests: XCTestCase {
         XCTAssertEqual(try connection.readResponse().status, 413)
     }
 
+    func testExpectContinueIsAnswered() throws {
+        let connection = try HTTPTestConnection(port: fixture.httpPort)
+        let head = "POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(ServerFixture.token)\r\n"
+            + "Content-Length: \(sumRequest.count)\r\nExpect: 100-continue\r\n\r\n"
+        connection.send(Array(head.utf8))
+        XCTAssertEqual(try connection.readResponse(timeout: 5).status, 100, "100 Continue comes before the body is sent")
+        connection.send(sumRequest)
+        let response = try connection.readResponse()
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(try JSONValue(parsing: response.body)["result"], 5)
+    }
+
     func testNotificationIs204() throws {
         let connection = try HTTPTestConnection(port: fixture.httpPort)
         let response = try connection.request("POST", "/rpc", headers: [auth], body: Array(#"{"jsonrpc":"2.0","method":"update","params":[1]}"#.utf8))
