@@ -1,4 +1,210 @@
+// CWarrenShim — the few GNU/Linux-only system calls and struct layouts that Swift's Glibc
+// module does not expose (it is built without _GNU_SOURCE), wrapped as plain C functions.
+//
+// Conventions: every function returns 0 (or a non-negative value) on success and
+// -errno on failure, never touching the caller's errno contract. Where a call has
+// several steps, `*failed_step` names the step that failed (see the *_step_name
+// functions) so Swift can produce an error that says what went wrong.
+// Threading: all functions are thread-safe; the netns functions only ever change the
+// namespace of a dedicated thread they create themselves (never the caller's), except
+// cwarren_setns, which changes the calling thread's and is meant for threads the caller
+// created for exactly that purpose.
 #ifndef CWARREN_SHIM_H
 #define CWARREN_SHIM_H
-int cwarren_placeholder(void);
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// MARK: threads and namespaces
+
+/// The kernel thread id of the calling thread.
+int cwarren_gettid(void);
+
+/// setns(fd, CLONE_NEWNET) on the calling thread. 0 or -errno.
+int cwarren_setns_net(int fd);
+
+/// Steps of cwarren_netns_create / cwarren_netns_prepare_rundir.
+enum {
+    CWARREN_NETNS_STEP_MKDIR = 1,
+    CWARREN_NETNS_STEP_MAKE_SHARED = 2,
+    CWARREN_NETNS_STEP_SELF_BIND = 3,
+    CWARREN_NETNS_STEP_CREATE_FILE = 4,
+    CWARREN_NETNS_STEP_THREAD = 5,
+    CWARREN_NETNS_STEP_SAVE_CURRENT = 6,
+    CWARREN_NETNS_STEP_UNSHARE = 7,
+    CWARREN_NETNS_STEP_BIND_MOUNT = 8,
+    CWARREN_NETNS_STEP_UMOUNT = 9,
+    CWARREN_NETNS_STEP_UNLINK = 10,
+};
+const char *cwarren_netns_step_name(int step);
+
+/// Like iproute2's `ip netns add`: makes `rundir` (e.g. /run/netns) exist and be a shared
+/// mount point (bind-mounting it on itself first if it is not a mount point), creates
+/// `rundir/name`, unshares a fresh network namespace on a short-lived dedicated thread and
+/// bind-mounts that thread's namespace on the file. On failure after the file was created
+/// the file is removed. Returns 0 or -errno; `*failed_step` is set on failure.
+int cwarren_netns_create(const char *rundir, const char *path, int *failed_step);
+
+/// Like `ip netns delete`: lazy-unmounts `path` and unlinks it. 0 or -errno.
+int cwarren_netns_delete(const char *path, int *failed_step);
+
+// MARK: TUN/TAP
+
+/// Opens /dev/net/tun in the calling thread's namespace and creates a TAP interface
+/// `name` (IFF_TAP|IFF_NO_PI); when `persist` the interface survives the close
+/// (TUNSETPERSIST). Returns 0 (persist, fd closed) or the open fd (not persist), or -errno.
+int cwarren_tap_create(const char *name, int persist, int *failed_step);
+const char *cwarren_tap_step_name(int step);
+
+// MARK: AF_PACKET sockets
+
+/// Options for cwarren_packet_open. Zero means "off" / "kernel default".
+struct cwarren_packet_options {
+    int promiscuous;      ///< PACKET_ADD_MEMBERSHIP with PACKET_MR_PROMISC
+    int ignore_outgoing;  ///< PACKET_IGNORE_OUTGOING
+    int qdisc_bypass;     ///< PACKET_QDISC_BYPASS
+    int vnet_header;      ///< PACKET_VNET_HDR (10-byte virtio_net_hdr before each frame)
+    int rcvbuf;           ///< SO_RCVBUFFORCE bytes, 0 = default
+    int sndbuf;           ///< SO_SNDBUFFORCE bytes, 0 = default
+};
+
+enum {
+    CWARREN_PACKET_STEP_SOCKET = 1,
+    CWARREN_PACKET_STEP_IFINDEX = 2,
+    CWARREN_PACKET_STEP_VNET_HDR = 3,
+    CWARREN_PACKET_STEP_IGNORE_OUTGOING = 4,
+    CWARREN_PACKET_STEP_QDISC_BYPASS = 5,
+    CWARREN_PACKET_STEP_RCVBUF = 6,
+    CWARREN_PACKET_STEP_SNDBUF = 7,
+    CWARREN_PACKET_STEP_BIND = 8,
+    CWARREN_PACKET_STEP_PROMISC = 9,
+};
+const char *cwarren_packet_step_name(int step);
+
+/// Opens a non-blocking, close-on-exec AF_PACKET/SOCK_RAW socket for all protocols,
+/// bound to interface `ifname` of the calling thread's namespace, with `options`.
+/// Returns the fd (and `*ifindex`) or -errno with `*failed_step`.
+int cwarren_packet_open(const char *ifname, const struct cwarren_packet_options *options,
+                        int *ifindex, int *failed_step);
+
+/// sizeof(struct mmsghdr) — arrays passed as `msgvec` below hold `count` of these.
+size_t cwarren_mmsghdr_size(void);
+
+/// Fills `msgvec` (count mmsghdr) and `iovecs` for `count` slots of a contiguous buffer:
+/// slot i's frame is at `frames + i * slot_size`. When `headers` is non-NULL, each message
+/// has two iovecs (the `header_size` bytes at `headers + i * header_size`, then the frame),
+/// so `iovecs` must hold 2 * count entries; otherwise one. Frame iovecs get `slot_size`.
+void cwarren_mmsg_setup(void *msgvec, struct iovec *iovecs, unsigned count,
+                        void *frames, size_t slot_size, void *headers, size_t header_size);
+
+/// For sending: sets the frame iovec of message i to `lengths[i]` bytes (i < count).
+void cwarren_mmsg_set_lengths(void *msgvec, unsigned count, const size_t *lengths);
+
+/// After receiving `count` messages: stores each frame's length (bytes received minus the
+/// header) clamped to `slot_size` in `lengths`, and returns how many were truncated
+/// (the kernel reported more bytes than fit; needs MSG_TRUNC in the recv flags).
+unsigned cwarren_mmsg_get_lengths(const void *msgvec, unsigned count, size_t header_size,
+                                  size_t slot_size, size_t *lengths);
+
+/// Resets the frame iovec of each of `count` messages to `slot_size` bytes (before RX).
+void cwarren_mmsg_reset_lengths(void *msgvec, unsigned count, size_t slot_size);
+
+/// recvmmsg(fd, msgvec, vlen, flags, NULL): number received or -errno.
+int cwarren_recvmmsg(int fd, void *msgvec, unsigned vlen, int flags);
+/// sendmmsg(fd, msgvec, vlen, flags): number sent or -errno.
+int cwarren_sendmmsg(int fd, void *msgvec, unsigned vlen, int flags);
+
+/// MSG_DONTWAIT, MSG_TRUNC for the flags above.
+int cwarren_msg_dontwait(void);
+int cwarren_msg_trunc(void);
+
+// MARK: processes
+
+/// One bind mount for a spawned child's private mount namespace.
+struct cwarren_bind_mount {
+    const char *source;
+    const char *target;
+};
+
+/// What to spawn. All memory is owned by the caller and must stay valid during the call.
+struct cwarren_spawn_request {
+    const char *path;                 ///< executable (absolute path; not searched in PATH)
+    char *const *argv;                ///< NULL-terminated, argv[0] included
+    char *const *envp;                ///< NULL-terminated
+    int netns_fd;                     ///< fd of a network namespace to enter, or -1
+    const struct cwarren_bind_mount *mounts; ///< non-empty → own mount namespace
+    int mount_count;
+    int stdin_fd;                     ///< fd for stdin (e.g. /dev/null); required
+    int log_fd;                       ///< fd for stdout and stderr; required
+    const char *working_directory;    ///< chdir target; required
+};
+
+enum {
+    CWARREN_SPAWN_STEP_PIPE = 1,
+    CWARREN_SPAWN_STEP_FORK = 2,
+    CWARREN_SPAWN_STEP_SIGNALS = 3,
+    CWARREN_SPAWN_STEP_SETSID = 4,
+    CWARREN_SPAWN_STEP_SETNS = 5,
+    CWARREN_SPAWN_STEP_UNSHARE_MOUNT = 6,
+    CWARREN_SPAWN_STEP_MAKE_PRIVATE = 7,
+    CWARREN_SPAWN_STEP_BIND_MOUNT = 8,
+    CWARREN_SPAWN_STEP_CHDIR = 9,
+    CWARREN_SPAWN_STEP_DUP2 = 10,
+    CWARREN_SPAWN_STEP_CLOSE_FDS = 11,
+    CWARREN_SPAWN_STEP_EXEC = 12,
+    CWARREN_SPAWN_STEP_REPORT = 13,
+};
+const char *cwarren_spawn_step_name(int step);
+
+/// Forks; the child performs only async-signal-safe system calls (signal reset, setsid,
+/// setns, unshare(CLONE_NEWNS) + make / rprivate + bind mounts, chdir, dup2, close_range,
+/// execve) and reports a failure to the parent through a close-on-exec pipe. Returns 0 with
+/// `*pid` when the exec succeeded; -errno with `*failed_step` (and `*failed_mount` = index
+/// of the failing bind mount, else -1) otherwise, in which case the child is reaped.
+int cwarren_spawn(const struct cwarren_spawn_request *request, pid_t *pid,
+                  int *failed_step, int *failed_mount);
+
+/// pidfd_open(pid, 0): an fd that becomes readable when the process exits, or -errno.
+int cwarren_pidfd_open(pid_t pid);
+/// pidfd_send_signal(pidfd, sig, NULL, 0): 0 or -errno.
+int cwarren_pidfd_send_signal(int pidfd, int sig);
+
+/// waitpid(pid, WNOHANG). Returns pid when reaped (with `*kind` 1 = exited with `*code`,
+/// 2 = killed by signal `*code`), 0 when still running, -errno on error (e.g. -ECHILD when
+/// `pid` is not our child).
+int cwarren_wait_nohang(pid_t pid, int *kind, int *code);
+
+/// pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0)): 0 or -errno.
+int cwarren_pipe(int fds[2], int nonblocking);
+
+/// flock(fd, LOCK_EX | LOCK_NB): 0 or -errno (-EWOULDBLOCK when held elsewhere).
+int cwarren_flock_exclusive_nonblocking(int fd);
+/// flock(fd, LOCK_UN): 0 or -errno.
+int cwarren_flock_unlock(int fd);
+
+/// setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, bytes): 0 or -errno.
+int cwarren_set_rcvbuf_force(int fd, int bytes);
+
+// MARK: netlink
+
+/// Enables NETLINK_EXT_ACK on a netlink socket so the kernel explains its errors. 0 or -errno.
+int cwarren_netlink_enable_ext_ack(int fd);
+
+/// Given the `struct nlmsgerr *` of a netlink error message (as passed to libnl's error
+/// callback), returns the kernel's extended-ack text (NLMSGERR_ATTR_MSG), or NULL. The text
+/// points into the message and is valid only during the callback.
+const char *cwarren_nlmsgerr_message(const void *nlmsgerr);
+
+/// The errno carried by a `struct nlmsgerr *` (positive).
+int cwarren_nlmsgerr_errno(const void *nlmsgerr);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,2 +1,0 @@
-import XCTest
-final class WarrenLinuxTestsPlaceholder: XCTestCase { func testBuilds() {} }
