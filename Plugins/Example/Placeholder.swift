@@ -1,1 +1,0 @@
-// placeholder: Example is being built

@@ -1,1 +1,0 @@
-// placeholder: WarrenAgent is being built
