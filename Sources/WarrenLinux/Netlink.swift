@@ -31,7 +31,7 @@ public struct NetlinkError: Error, CustomStringConvertible, Sendable {
     /// Whether the object did not exist (ENOENT, ENODEV, ESRCH or libnl's "object not found").
     public var isNotFound: Bool {
         if let e = systemError { return e == ENOENT || e == ENODEV || e == ESRCH }
-        return code == NLE_OBJ_NOTFOUND
+        return code == NLE_OBJ_NOTFOUND || code == NLE_NODEV
     }
 
     /// Whether the object already existed (EEXIST).
@@ -113,7 +113,7 @@ public final class Netlink: @unchecked Sendable {
         var link: OpaquePointer?
         sink.reset()
         let rc = rtnl_link_get_kernel(socket, 0, name, &link)
-        if rc == -NLE_OBJ_NOTFOUND || (rc < 0 && (sink.errno == ENODEV || sink.errno == ENOENT)) { return nil }
+        if rc == -NLE_OBJ_NOTFOUND || rc == -NLE_NODEV || (rc < 0 && (sink.errno == ENODEV || sink.errno == ENOENT)) { return nil }
         try check(operation, rc)
         sink.reset()
         return link
@@ -165,6 +165,10 @@ public final class Netlink: @unchecked Sendable {
     /// Creates a persistent TAP interface (via /dev/net/tun, TUNSETPERSIST) in this namespace.
     public func createTap(_ name: String) throws {
         try validateInterfaceName(name)
+        // TUNSETIFF on an existing persistent TAP would silently attach to it: refuse instead.
+        if try link(named: name) != nil {
+            throw SystemCallError("creating TAP \(name)\(place)", errno: EEXIST)
+        }
         var step: Int32 = 0
         let rc = try NetworkNamespace.run(inOptional: namespace) { cwarren_tap_create(name, 1, &step) }
         if rc < 0 {
@@ -313,7 +317,7 @@ public final class Netlink: @unchecked Sendable {
     // MARK: routes
 
     /// Builds a libnl route from a spec (caller must rtnl_route_put it). Lock held.
-    private func makeRoute(_ spec: RouteSpec, deleting: Bool, op: String) throws -> OpaquePointer {
+    private func makeRoute(_ spec: RouteSpec, op: String) throws -> OpaquePointer {
         let dst = try IPPrefix.parse(spec.destination, argument: "destination", allowDefault: true)
         guard dst.isNetworkAddress else {
             throw ArgumentError(argument: "destination", value: spec.destination,
@@ -341,7 +345,7 @@ public final class Netlink: @unchecked Sendable {
         defer { nl_addr_put(dstAddr) }
         try check(op, rtnl_route_set_dst(route, dstAddr))
         rtnl_route_set_table(route, spec.table)
-        if let p = spec.routeProtocol { rtnl_route_set_protocol(route, p) } else if deleting { rtnl_route_set_protocol(route, 0) }
+        if let p = spec.routeProtocol { rtnl_route_set_protocol(route, p) }
         if let m = spec.metric { rtnl_route_set_priority(route, m) }
         if let s = spec.scope { rtnl_route_set_scope(route, s) }
         try check(op, rtnl_route_set_type(route, spec.type.rawValue))
@@ -362,11 +366,11 @@ public final class Netlink: @unchecked Sendable {
         return route
     }
 
-    private func routeOperation(_ verb: String, _ spec: RouteSpec, deleting: Bool,
+    private func routeOperation(_ verb: String, _ spec: RouteSpec,
                                 _ body: (OpaquePointer) -> Int32) throws {
         let op = "\(verb) route \(spec.summary)"
         try locked {
-            let route = try makeRoute(spec, deleting: deleting, op: op)
+            let route = try makeRoute(spec, op: op)
             defer { rtnl_route_put(route) }
             try check(op, body(route))
         }
@@ -374,17 +378,54 @@ public final class Netlink: @unchecked Sendable {
 
     /// Adds a route; fails if one with the same table, destination and metric exists.
     public func addRoute(_ spec: RouteSpec) throws {
-        try routeOperation("adding", spec, deleting: false) { rtnl_route_add(socket, $0, NLM_F_EXCL) }
+        try routeOperation("adding", spec) { rtnl_route_add(socket, $0, NLM_F_EXCL) }
     }
 
     /// Adds a route or replaces the one with the same table, destination and metric.
     public func replaceRoute(_ spec: RouteSpec) throws {
-        try routeOperation("replacing", spec, deleting: false) { rtnl_route_add(socket, $0, NLM_F_REPLACE) }
+        try routeOperation("replacing", spec) { rtnl_route_add(socket, $0, NLM_F_REPLACE) }
     }
 
-    /// Deletes a route. Unset protocol/metric/gateway/interface match any.
+    /// Deletes the first route matching `spec`: destination and table always; gateway,
+    /// output interface, protocol, metric, scope and a non-unicast type only when given.
+    /// (The route is looked up first and deleted with its exact attributes, since libnl
+    /// cannot send the "any scope" wildcard.) Throws a not-found error when nothing matches.
     public func deleteRoute(_ spec: RouteSpec) throws {
-        try routeOperation("deleting", spec, deleting: true) { rtnl_route_delete(socket, $0, 0) }
+        let op = "deleting route \(spec.summary)"
+        let dst = try IPPrefix.parse(spec.destination, argument: "destination", allowDefault: true)
+        guard dst.isNetworkAddress else {
+            throw ArgumentError(argument: "destination", value: spec.destination,
+                                reason: "host bits are set (did you mean \(dst.network.cidrText)?)")
+        }
+        let gateway = try spec.gateway.map { try IPPrefix.parse($0, argument: "gateway").addressText }
+        try locked {
+            var index: Int32?
+            if let ifname = spec.outputInterface {
+                let link = try requireLink(ifname, for: op)
+                index = rtnl_link_get_ifindex(link)
+                rtnl_link_put(link)
+            }
+            var cache: OpaquePointer?
+            try check(op, rtnl_route_alloc_cache(socket, dst.family, 0, &cache))
+            defer { nl_cache_free(cache) }
+            var object = nl_cache_get_first(cache)
+            while let o = object {
+                let info = RouteInfo(rtnlRoute: o, names: [:])
+                if info.table == spec.table, info.destination == dst.cidrText,
+                   gateway == nil || info.gateway == gateway,
+                   index == nil || info.outputInterfaceIndex == index,
+                   spec.routeProtocol == nil || info.routeProtocol == spec.routeProtocol,
+                   spec.metric == nil || info.metric == spec.metric,
+                   spec.scope == nil || info.scope == spec.scope,
+                   spec.type == .unicast || info.type == spec.type {
+                    try check(op, rtnl_route_delete(socket, o, 0))
+                    return
+                }
+                object = nl_cache_get_next(o)
+            }
+            throw NetlinkError(operation: op + place, code: NLE_OBJ_NOTFOUND, systemError: ESRCH,
+                               kernelMessage: "no such route")
+        }
     }
 
     /// The IPv4 routes of `table` (254 = main), with interface names resolved.
