@@ -130,7 +130,7 @@ final class HTTPRPCHandler: ChannelInboundHandler {
     private func startRequest(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
         guard isAuthorized(head.headers) else {
-            server.log(.warning, "\(logPrefix): \(head.method) \(path) without a valid bearer token: 401")
+            server.log(.warning, "\(logPrefix): \(head.method) \(path.prefix(100)) without a valid bearer token: 401")
             respondEarly(
                 .unauthorized, text: "a valid bearer token is required\n",
                 extraHeaders: [("WWW-Authenticate", "Bearer realm=\"warren\"")], head: head, context: context)

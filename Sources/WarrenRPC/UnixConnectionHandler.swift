@@ -43,6 +43,7 @@ final class UnixConnectionHandler: ChannelDuplexHandler {
     private var closed = false
     private var pendingRead = false
     private var pendingEvents = 0
+    private var lastResponseWrite: EventLoopFuture<Void>?
 
     init(server: RPCServer, connection: UnixConnection) {
         self.server = server
@@ -185,21 +186,30 @@ final class UnixConnectionHandler: ChannelDuplexHandler {
         var buffer = context.channel.allocator.buffer(capacity: bytes.count + 1)
         buffer.writeBytes(bytes)
         buffer.writeInteger(UInt8(ascii: "\n"))
-        return context.writeAndFlush(Self.wrapOutboundOut(buffer))
+        let written = context.writeAndFlush(Self.wrapOutboundOut(buffer))
+        lastResponseWrite = written
+        return written
     }
 
     private func finishIfDone() {
         guard !busy, queue.isEmpty, !closed else { return }
         if draining || inputClosed {
-            close()
+            close(afterPendingResponse: true)
         }
     }
 
-    private func close() {
+    /// Closes the connection. With `afterPendingResponse`, waits until the last response
+    /// has reached the socket (closing fails unwritten data in NIO); otherwise at once.
+    private func close(afterPendingResponse: Bool = false) {
         guard !closed, let context else { return }
         closed = true
         queue.removeAll()
-        context.close(promise: nil)
+        if afterPendingResponse, let pending = lastResponseWrite {
+            let channel = context.channel
+            pending.whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
+        }
     }
 
     // MARK: calls from the server (on this event loop)

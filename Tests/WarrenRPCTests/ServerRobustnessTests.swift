@@ -282,6 +282,22 @@ final class ServerRobustnessTests: XCTestCase {
         XCTAssertEqual(client.readLine(timeout: 5), .closed)
     }
 
+    func testLargeResponseAfterEOFIsDeliveredCompletely() throws {
+        let fixture = try ServerFixture(configure: { registry in
+            registry.register("big", summary: "", params: EmptyParams.self, result: [String].self) { _, _ in
+                Array(repeating: String(repeating: "y", count: 1000), count: 4000)  // ~4 MB
+            }
+        })
+        defer { fixture.stop() }
+        let client = try RawUnixSocket(path: fixture.socketPath)
+        client.send(Array(#"{"jsonrpc":"2.0","method":"big","id":1}"#.utf8) + [10])
+        client.shutdownWrite()
+        usleep(300_000)  // the answer cannot fit in the socket buffers: most of it waits in the server
+        let response = try client.readJSON(timeout: 10)
+        XCTAssertEqual(response["result"]?.arrayValue?.count, 4000)
+        XCTAssertEqual(client.readLine(timeout: 5), .closed)
+    }
+
     func testShutdownLetsInFlightRequestsFinish() throws {
         let started = DispatchSemaphore(value: 0)
         let fixture = try ServerFixture(configure: { registry in
