@@ -80,6 +80,16 @@ final class HTTPRPCHandler: ChannelInboundHandler {
 
     // MARK: inbound
 
+    /// Closes a keep-alive connection that has been idle (no request in progress) for the
+    /// IdleStateHandler's read timeout; a slow request in progress is never cut off.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            if case .idle = state { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch Self.unwrapInboundIn(data) {
         case .head(let head):

@@ -33,6 +33,7 @@ public protocol JSONSchemaProviding {
 }
 
 extension JSONSchemaProviding {
+    /// Default: the first of `examples`, `enum`, `default`, `const` in ``jsonSchema``.
     public static var jsonSchemaExample: JSONValue? {
         let schema = jsonSchema
         if let e = schema["examples"]?[0] { return e }

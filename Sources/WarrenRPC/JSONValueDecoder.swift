@@ -17,6 +17,7 @@ public struct JSONValueDecoder: Sendable {
     /// Contextual information handed to `init(from:)` implementations.
     public var userInfo: [CodingUserInfoKey: any Sendable] = [:]
 
+    /// A decoder with empty `userInfo`.
     public init() {}
 
     /// Decodes a `T` from `value`.

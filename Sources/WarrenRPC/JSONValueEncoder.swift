@@ -19,6 +19,7 @@ public struct JSONValueEncoder: Sendable {
     /// Contextual information handed to `encode(to:)` implementations.
     public var userInfo: [CodingUserInfoKey: any Sendable] = [:]
 
+    /// An encoder with empty `userInfo`.
     public init() {}
 
     /// Encodes `value` as a JSON value.

@@ -35,6 +35,7 @@ public struct RequestContext: Sendable {
     /// The connection's subscriptions — only on Unix-socket connections.
     public var subscriptions: SubscriptionSet?
 
+    /// A context; `subscriptions` should be set only for Unix-socket connections.
     public init(transport: RPCTransport, connectionID: UInt64, subscriptions: SubscriptionSet? = nil) {
         self.transport = transport
         self.connectionID = connectionID

@@ -96,6 +96,7 @@ public final class RPCServer: Sendable {
         /// How long `shutdown()` lets connections finish before closing them (seconds).
         public var shutdownGracePeriod: Double
 
+        /// Settings with Warren's defaults; HTTP is off unless `http` is given.
         public init(
             unixSocketPath: String,
             http: (host: String, port: Int)? = nil,
@@ -343,7 +344,6 @@ public final class RPCServer: Sendable {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
                         IdleStateHandler(readTimeout: .seconds(120)))
-                    try channel.pipeline.syncOperations.addHandler(IdleConnectionCloser())
                     try channel.pipeline.syncOperations.addHandler(
                         HTTPRPCHandler(server: self, connectionID: id, bearerToken: token, maxRequestBytes: maxBytes))
                     self.httpConnectionOpened(id: id, channel: channel)
@@ -468,18 +468,5 @@ public final class RPCServer: Sendable {
                 sink(.info, "\(prefix): \(kind) \(method) answered error \(code)")
             }
         }
-    }
-}
-
-/// Closes a connection when IdleStateHandler reports it idle.
-final class IdleConnectionCloser: ChannelInboundHandler {
-    typealias InboundIn = NIOAny
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
     }
 }

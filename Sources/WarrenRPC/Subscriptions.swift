@@ -51,6 +51,7 @@ public enum EventTopic {
 public final class SubscriptionSet: Sendable {
     private let state = LockedState<Set<String>>([])
 
+    /// An empty set.
     public init() {}
 
     /// The subscribed patterns, sorted.
