@@ -20,14 +20,7 @@ public enum Secrets {
 
     /// A random token of `bytes` random bytes as lowercase hex (2 × bytes characters).
     public static func randomToken(bytes: Int = 32) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = []
-        text.reserveCapacity(bytes * 2)
-        for b in randomBytes(bytes) {
-            text.append(digits[Int(b >> 4)])
-            text.append(digits[Int(b & 0xF)])
-        }
-        return String(decoding: text, as: UTF8.self)
+        hexString(randomBytes(bytes))
     }
 
     /// Whether `a` and `b` are equal, in time that depends only on their lengths
@@ -42,4 +35,16 @@ public enum Secrets {
     public static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
         constantTimeEqual(Array(a.utf8), Array(b.utf8))
     }
+}
+
+/// Lowercase hex of `bytes`.
+func hexString(_ bytes: [UInt8]) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var text: [UInt8] = []
+    text.reserveCapacity(bytes.count * 2)
+    for b in bytes {
+        text.append(digits[Int(b >> 4)])
+        text.append(digits[Int(b & 0xF)])
+    }
+    return String(decoding: text, as: UTF8.self)
 }
