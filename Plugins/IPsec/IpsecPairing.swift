@@ -33,7 +33,7 @@ public struct Secret: Codable, Sendable, Hashable, CustomStringConvertible, Cust
 
     public static var jsonSchema: JSONValue {
         ["type": "string", "minLength": 8, "maxLength": 64, "pattern": "^[A-Za-z0-9._]+$", "writeOnly": true,
-         "description": "pre-shared key; never returned by any method"]
+         "description": "pre-shared key; never returned by any method", "examples": ["example.Key_123"]]
     }
 }
 

@@ -39,6 +39,24 @@ public enum IKESAState: Sendable, Hashable {
     }
 }
 
+extension IKESAState: CustomStringConvertible {
+    /// charon's name for the state (`ESTABLISHED`, ...).
+    public var name: String {
+        switch self {
+        case .created: "CREATED"
+        case .connecting: "CONNECTING"
+        case .established: "ESTABLISHED"
+        case .passive: "PASSIVE"
+        case .rekeying: "REKEYING"
+        case .rekeyed: "REKEYED"
+        case .deleting: "DELETING"
+        case .destroying: "DESTROYING"
+        case .other(let n): n
+        }
+    }
+    public var description: String { name }
+}
+
 /// State of a CHILD_SA as charon names it.
 public enum ChildSAState: Sendable, Hashable {
     /// charon's CHILD_SA states (`CREATED` ... `DESTROYING`).
@@ -63,6 +81,27 @@ public enum ChildSAState: Sendable, Hashable {
         default: self = .other(name)
         }
     }
+}
+
+extension ChildSAState: CustomStringConvertible {
+    /// charon's name for the state (`INSTALLED`, ...).
+    public var name: String {
+        switch self {
+        case .created: "CREATED"
+        case .routed: "ROUTED"
+        case .installing: "INSTALLING"
+        case .installed: "INSTALLED"
+        case .updating: "UPDATING"
+        case .rekeying: "REKEYING"
+        case .rekeyed: "REKEYED"
+        case .retrying: "RETRYING"
+        case .deleting: "DELETING"
+        case .deleted: "DELETED"
+        case .destroying: "DESTROYING"
+        case .other(let n): n
+        }
+    }
+    public var description: String { name }
 }
 
 /// A CHILD_SA as reported by list-sas and the child events.

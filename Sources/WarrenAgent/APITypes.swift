@@ -16,30 +16,30 @@ typealias Port = WarrenCore.Port
 
 extension IPv4Prefix: JSONSchemaProviding {
     public static var jsonSchema: JSONValue {
-        ["type": "string", "pattern": "^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$", "description": "IPv4 prefix with no host bits set, e.g. 100.64.1.0/24"]
+        ["type": "string", "pattern": "^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$", "description": "IPv4 prefix with no host bits set", "examples": ["100.64.1.0/24"]]
     }
 }
 
 extension IPv4Interface: JSONSchemaProviding {
     public static var jsonSchema: JSONValue {
-        ["type": "string", "pattern": "^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$", "description": "address and prefix length, e.g. 100.64.1.1/24"]
+        ["type": "string", "pattern": "^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$", "description": "address and prefix length", "examples": ["100.64.1.1/24"]]
     }
 }
 
 extension IPv4Address: JSONSchemaProviding {
     public static var jsonSchema: JSONValue {
-        ["type": "string", "format": "ipv4"]
+        ["type": "string", "format": "ipv4", "examples": ["100.64.1.10"]]
     }
 }
 
 extension MACAddress: JSONSchemaProviding {
     public static var jsonSchema: JSONValue {
-        ["type": "string", "pattern": "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$"]
+        ["type": "string", "pattern": "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$", "examples": ["02:00:00:00:00:01"]]
     }
 }
 
 extension ResourceID: JSONSchemaProviding {
-    public static var jsonSchema: JSONValue { ["type": "string", "format": "uuid"] }
+    public static var jsonSchema: JSONValue { ["type": "string", "format": "uuid", "examples": ["5f0c3a52-6f1e-4a8e-9c55-2b7d3c1e9a10"]] }
 }
 
 extension RouteSource: JSONSchemaProviding {}
@@ -149,19 +149,6 @@ public struct ChainView: Codable, Sendable {
     public var rules: [RuleView]
     /// Where the chain is attached: "port vm1 inbound", "router r1 preRouting", ...
     public var attachedTo: [String]
-}
-
-extension RuleMatch: JSONSchemaProviding {
-    public static var jsonSchema: JSONValue {
-        var props: [String: JSONValue] = [:]
-        for f in ["ethSrc", "ethDst"] { props[f] = MACAddress.jsonSchema }
-        for f in ["ipSrc", "ipDst"] { props[f] = IPv4Prefix.jsonSchema }
-        for f in ["ethType", "vlan", "ipProto", "tos", "srcPortMin", "srcPortMax", "dstPortMin", "dstPortMax", "icmpType", "icmpCode", "arpOp"] {
-            props[f] = ["type": "integer", "minimum": 0]
-        }
-        props["fragment"] = ["type": "boolean"]
-        return ["type": "object", "properties": .object(props)]
-    }
 }
 
 extension Topology {

@@ -104,7 +104,8 @@ public final class Agent: Sendable {
             plog[metadataKey: "plugin"] = .string(type.name)
             let context = PluginContext(name: type.name, network: network, store: PluginStore(store: store, plugin: type.name),
                                         processes: processes, logger: plog, events: PluginEvents(bus: events, topic: type.name),
-                                        configuration: c.pluginSettings?[type.name] ?? .object([:]), stateDirectory: pdir,
+                                        configuration: c.pluginSettings?[type.name] ?? .object([:]),
+                                        sharedConfiguration: c.pluginSettings ?? [:], stateDirectory: pdir,
                                         datapath: datapath)
             let plugin = try await type.init(context: context)
             plugin.registerMethods(PluginMethods(registry: methods, prefix: type.name))

@@ -47,13 +47,16 @@ public struct PluginContext: Sendable {
     public let events: PluginEvents
     /// The plugin's section of the agent configuration (`pluginSettings.<name>`), or {}.
     public let configuration: JSONValue
+    /// Every section of `pluginSettings`, for settings plugins share (e.g. "ipsec").
+    public let sharedConfiguration: [String: JSONValue]
     /// A directory of the plugin's own (mode 0700), kept across restarts.
     public let stateDirectory: String
     /// Datapath counters and learned state (nil when the datapath is disabled).
     public let datapath: (any DatapathAccess)?
 
     public init(name: String, network: Network, store: PluginStore, processes: ProcessSupervisor, logger: Logger,
-                events: PluginEvents, configuration: JSONValue, stateDirectory: String, datapath: (any DatapathAccess)?) {
+                events: PluginEvents, configuration: JSONValue, sharedConfiguration: [String: JSONValue] = [:],
+                stateDirectory: String, datapath: (any DatapathAccess)?) {
         self.name = name
         self.network = network
         self.store = store
@@ -61,6 +64,7 @@ public struct PluginContext: Sendable {
         self.logger = logger
         self.events = events
         self.configuration = configuration
+        self.sharedConfiguration = sharedConfiguration
         self.stateDirectory = stateDirectory
         self.datapath = datapath
     }

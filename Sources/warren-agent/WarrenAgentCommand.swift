@@ -16,8 +16,8 @@ struct WarrenAgentCommand: AsyncParsableCommand {
         abstract: "Warren network virtualization agent.",
         discussion: "Runs the virtual topology, the datapath, the JSON-RPC API and plugins. Works with no configuration file: the store and the socket live in the state directory.")
 
-    @Option(name: .customLong("state-dir"), help: "State directory (store, socket, lock, plugin state).")
-    var stateDirectory: String = "/var/lib/warren"
+    @Option(name: .customLong("state-dir"), help: "State directory (store, socket, lock, plugin state); default /var/lib/warren, or the configuration's stateDirectory.")
+    var stateDirectory: String?
 
     @Option(name: .customLong("config"), help: "JSON configuration file (see Docs/operations.md).")
     var config: String?
@@ -32,7 +32,7 @@ struct WarrenAgentCommand: AsyncParsableCommand {
         var configuration: AgentConfiguration
         do {
             configuration = try config.map { try AgentConfiguration.load(path: $0, stateDirectory: stateDirectory) }
-                ?? AgentConfiguration(stateDirectory: stateDirectory)
+                ?? AgentConfiguration(stateDirectory: stateDirectory ?? "/var/lib/warren")
         } catch {
             FileHandle.standardError.write(Data("warren-agent: \(error)\n".utf8))
             throw ExitCode(78)

@@ -1,1 +1,0 @@
-// placeholder: DynamicVPN is being built
