@@ -22,6 +22,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -536,6 +538,51 @@ int cwarren_flock_unlock(int fd) { return flock(fd, LOCK_UN) == 0 ? 0 : -errno; 
 
 int cwarren_set_rcvbuf_force(int fd, int bytes) {
     return setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) == 0 ? 0 : -errno;
+}
+
+// MARK: epoll and eventfd
+
+int cwarren_epoll_create(void) {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+static int epoll_control(int epfd, int op, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = events;
+    ev.data.u64 = data;
+    return epoll_ctl(epfd, op, fd, &ev) == 0 ? 0 : -errno;
+}
+
+int cwarren_epoll_add(int epfd, int fd, uint32_t events, uint64_t data) {
+    return epoll_control(epfd, EPOLL_CTL_ADD, fd, events, data);
+}
+
+int cwarren_epoll_modify(int epfd, int fd, uint32_t events, uint64_t data) {
+    return epoll_control(epfd, EPOLL_CTL_MOD, fd, events, data);
+}
+
+int cwarren_epoll_delete(int epfd, int fd) {
+    return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL) == 0 ? 0 : -errno;
+}
+
+int cwarren_epoll_wait(int epfd, struct cwarren_epoll_event *out, int max, int timeout_ms) {
+    struct epoll_event buf[256];
+    if (max > 256) max = 256;
+    if (max < 1) return -EINVAL;
+    int n = epoll_wait(epfd, buf, max, timeout_ms);
+    if (n < 0) return -errno;
+    for (int i = 0; i < n; i++) {
+        out[i].events = buf[i].events;
+        out[i].data = buf[i].data.u64;
+    }
+    return n;
+}
+
+int cwarren_eventfd(unsigned initial, int nonblocking) {
+    int fd = eventfd(initial, EFD_CLOEXEC | (nonblocking ? EFD_NONBLOCK : 0));
+    return fd < 0 ? -errno : fd;
 }
 
 // MARK: netlink

@@ -294,6 +294,45 @@ final class ProcessSupervisorTests: XCTestCase {
         XCTAssertEqual(v15?.adopted, false)
     }
 
+    /// The real agent-restart case: the survivor is not a child of this process (here: a
+    /// daemonized sleep reparented away from us), so its exit status is unknown; it is still
+    /// adopted, watched through its pidfd and restarted when killed.
+    func testAdoptsAProcessThatIsNotOurChild() async throws {
+        let spec = ProcessSpec(name: "wlt-orphan", executable: "/bin/sleep", arguments: ["30"],
+                               restart: RestartPolicy(minBackoff: 0.05))
+        // A launcher shell (spawned with all descriptors closed) backgrounds sleep and exits;
+        // sleep is reparented away from this process.
+        let launcher = supervisor(SupervisorRecorder())
+        let pidFile = dir + "/orphan.pid"
+        _ = try await launcher.start(ProcessSpec(name: "wlt-launcher", executable: "/bin/sh",
+                                                 arguments: ["-c", "/bin/sleep 30 & echo $! > \(pidFile)"], restart: .never))
+        let launched = await eventually { (try? String(contentsOfFile: pidFile, encoding: .utf8))?.hasSuffix("\n") ?? false }
+        XCTAssertTrue(launched)
+        let pid = try XCTUnwrap(Int32(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        XCTAssertNotEqual(ProcessInspection.readSmallFile("/proc/\(pid)/stat")?.split(separator: " ")[3], "\(getpid())",
+                          "the orphan must not be our child")
+        extraPIDs.append(pid)
+        let stat = try XCTUnwrap(ProcessInspection.stat(pid))
+        let record = ProcessRecord(name: spec.name, pid: pid, startTime: stat.startTime, executable: spec.executable,
+                                   image: try XCTUnwrap(ProcessInspection.image(pid)), specHash: spec.specHash,
+                                   startedAt: Date().timeIntervalSince1970)
+        try FileManager.default.createDirectory(atPath: dir + "/state", withIntermediateDirectories: true)
+        try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: dir + "/state/wlt-orphan.json"))
+
+        let rec = SupervisorRecorder()
+        let s = supervisor(rec)
+        let adoptedPID = try await s.start(spec)
+        XCTAssertEqual(adoptedPID, pid)
+        kill(pid, SIGKILL)
+        let restarted = await eventually { (await s.status(name: "wlt-orphan")).map { $0.running && $0.pid != pid } ?? false }
+        XCTAssertTrue(restarted)
+        let status = await s.status(name: "wlt-orphan")
+        XCTAssertEqual(status?.lastExit, .unknown, "not our child: the kernel does not give us its status")
+        XCTAssertEqual(status?.adopted, false, "the restarted process is our own child")
+        XCTAssertTrue(rec.events.contains(.exited(name: "wlt-orphan", pid: pid, status: .unknown, expected: false)))
+        if let p = status?.pid { extraPIDs.append(p) }
+    }
+
     func testSpawnFailuresNameTheStep() async throws {
         let s = supervisor(SupervisorRecorder())
         func failure(_ spec: ProcessSpec) async -> String {

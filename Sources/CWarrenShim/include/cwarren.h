@@ -191,6 +191,39 @@ int cwarren_flock_unlock(int fd);
 /// setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, bytes): 0 or -errno.
 int cwarren_set_rcvbuf_force(int fd, int bytes);
 
+// MARK: epoll and eventfd (missing from Swift's Glibc module)
+
+/// One ready descriptor: the registered `data` and the EPOLL* `events` that occurred.
+/// (Unpacked copy of struct epoll_event, which is packed on x86-64.)
+struct cwarren_epoll_event {
+    uint32_t events;
+    uint64_t data;
+};
+
+enum {
+    CWARREN_EPOLLIN = 0x001,
+    CWARREN_EPOLLPRI = 0x002,
+    CWARREN_EPOLLOUT = 0x004,
+    CWARREN_EPOLLERR = 0x008,
+    CWARREN_EPOLLHUP = 0x010,
+    CWARREN_EPOLLRDHUP = 0x2000,
+    CWARREN_EPOLLET = (int)(1u << 31),
+};
+
+/// epoll_create1(EPOLL_CLOEXEC): fd or -errno.
+int cwarren_epoll_create(void);
+/// epoll_ctl(ADD / MOD): 0 or -errno.
+int cwarren_epoll_add(int epfd, int fd, uint32_t events, uint64_t data);
+int cwarren_epoll_modify(int epfd, int fd, uint32_t events, uint64_t data);
+/// epoll_ctl(DEL): 0 or -errno.
+int cwarren_epoll_delete(int epfd, int fd);
+/// epoll_wait into `events` (at most `max`, up to 256 per call): count, 0 on timeout, or -errno
+/// (-EINTR included).
+int cwarren_epoll_wait(int epfd, struct cwarren_epoll_event *events, int max, int timeout_ms);
+
+/// eventfd(initial, EFD_CLOEXEC | (nonblocking ? EFD_NONBLOCK : 0)): fd or -errno.
+int cwarren_eventfd(unsigned initial, int nonblocking);
+
 // MARK: netlink
 
 /// Enables NETLINK_EXT_ACK on a netlink socket so the kernel explains its errors. 0 or -errno.
