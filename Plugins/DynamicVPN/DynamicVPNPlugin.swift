@@ -63,7 +63,7 @@ public actor DynamicVPNPlugin: WarrenPlugin {
         settings = try IPsecSettings.from(context)
         for r in try context.store.all("vpn", as: Record.self) {
             records[r.id] = r
-            for p in r.plans { try await PublicAddressRegistry.shared.claim(p.pairing.publicIp, owner: "\(Self.name) \(r.spec.name)", field: "publicIp") }
+            for p in r.plans { try await PublicAddressRegistry.shared.claim(p.crypto.publicIp, owner: "\(Self.name) \(r.spec.name)", field: "publicIp") }
         }
     }
 
@@ -291,7 +291,7 @@ public actor DynamicVPNPlugin: WarrenPlugin {
         try UplinkBridge.check(spec.ipsecPairingB.publicIp, settings: settings, field: "ipsecPairingB.publicIp")
         for other in records.values where other.id != excluding {
             for (label, p) in [("A", spec.ipsecPairingA), ("B", spec.ipsecPairingB)] {
-                if other.plans.contains(where: { $0.pairing.publicIp == p.publicIp }) {
+                if other.plans.contains(where: { $0.crypto.publicIp == p.publicIp }) {
                     throw RPCError.conflict(field: "ipsecPairing\(label).publicIp", reason: "public IP \(p.publicIp) is already used by DynamicVPN \(other.spec.name)")
                 }
             }
@@ -316,10 +316,10 @@ public actor DynamicVPNPlugin: WarrenPlugin {
         let linkB = try LinkAllocator.allocate(pool: settings.pool, avoiding: used + [linkA])
         let children = [TunnelChild(name: "tunnel", localTS: ["0.0.0.0/0"], remoteTS: ["0.0.0.0/0"])]
         let plans = [
-            InstancePlan(id: InstancePlan.newID(), owner: owner + " tunnel A", router: router, pairing: spec.ipsecPairingA, link: linkA,
+            InstancePlan(id: InstancePlan.newID(), owner: owner + " tunnel A", router: router, crypto: spec.ipsecPairingA.crypto, link: linkA,
                          tunnelAddress: IPv4Interface(address: spec.bgpPairingA.localIp, length: 30), localSubnets: spec.localSubnets,
                          remoteSubnets: [], children: children),
-            InstancePlan(id: InstancePlan.newID(), owner: owner + " tunnel B", router: router, pairing: spec.ipsecPairingB, link: linkB,
+            InstancePlan(id: InstancePlan.newID(), owner: owner + " tunnel B", router: router, crypto: spec.ipsecPairingB.crypto, link: linkB,
                          tunnelAddress: IPv4Interface(address: spec.bgpPairingB.localIp, length: 30), localSubnets: spec.localSubnets,
                          remoteSubnets: [], children: children),
         ]
@@ -361,8 +361,8 @@ public actor DynamicVPNPlugin: WarrenPlugin {
             throw RPCError.invalidParams(field: "bgpPairing\(label).localIp", reason: "\(b.network) overlaps a port of the router")
         }
         var plans = r.plans
-        plans[0].pairing = spec.ipsecPairingA
-        plans[1].pairing = spec.ipsecPairingB
+        plans[0].crypto = spec.ipsecPairingA.crypto
+        plans[1].crypto = spec.ipsecPairingB.crypto
         plans[0].tunnelAddress = IPv4Interface(address: spec.bgpPairingA.localIp, length: 30)
         plans[1].tunnelAddress = IPv4Interface(address: spec.bgpPairingB.localIp, length: 30)
         plans[0].localSubnets = spec.localSubnets

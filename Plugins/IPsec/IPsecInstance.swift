@@ -47,7 +47,7 @@ public struct InstancePlan: Codable, Sendable, Hashable {
     /// Who owns it, for logs and route owners: "vpn.dynamic aws1 tunnel A".
     public var owner: String
     public var router: ResourceID
-    public var pairing: IpsecPairing
+    public var crypto: TunnelCrypto
     /// The router ↔ instance link: router port .1, instance .2.
     public var link: IPv4Prefix
     /// The tunnel's inside address on the TUN (DynamicVPN), e.g. 169.254.10.2/30.
@@ -58,12 +58,12 @@ public struct InstancePlan: Codable, Sendable, Hashable {
     public var remoteSubnets: [IPv4Prefix]
     public var children: [TunnelChild]
 
-    public init(id: String, owner: String, router: ResourceID, pairing: IpsecPairing, link: IPv4Prefix,
+    public init(id: String, owner: String, router: ResourceID, crypto: TunnelCrypto, link: IPv4Prefix,
                 tunnelAddress: IPv4Interface?, localSubnets: [IPv4Prefix], remoteSubnets: [IPv4Prefix], children: [TunnelChild]) {
         self.id = id
         self.owner = owner
         self.router = router
-        self.pairing = pairing
+        self.crypto = crypto
         self.link = link
         self.tunnelAddress = tunnelAddress
         self.localSubnets = localSubnets
@@ -201,7 +201,7 @@ public actor IPsecInstance {
         try host.setLinkUp(plan.outsideInterface, true)
         try host.setLinkUp(plan.insideInterface, true)
         guard let uplink = settings.uplink else { throw IPsecError.configuration("no uplink configured") }
-        try inNS.addAddress("\(plan.pairing.publicIp)/\(uplink.prefixLength)", to: "out0")
+        try inNS.addAddress("\(plan.crypto.publicIp)/\(uplink.prefixLength)", to: "out0")
         try inNS.addAddress("\(plan.instanceAddress)/30", to: "in0")
         try inNS.setLinkUp("out0", true)
         try inNS.setLinkUp("in0", true)
@@ -210,6 +210,15 @@ public actor IPsecInstance {
         try NetworkNamespace.setSysctl("net.ipv4.conf.all.rp_filter", "0", namespace: ns)
         try NetworkNamespace.setSysctl("net.ipv4.conf.default.rp_filter", "0", namespace: ns)
         try inNS.replaceRoute(RouteSpec(destination: "default", gateway: uplink.gateway.description, outputInterface: "out0"))
+        // kernel-libipsec refuses to install a CHILD_SA whose local selector holds no
+        // address of this namespace ("error installing route with policy"). For policy
+        // selectors give it one that no host can have: each local subnet's network
+        // address, as a /32 on in0 (0.0.0.0/0 selectors need nothing).
+        if settings.resolvedBackend == "libipsec" {
+            for s in plan.localSubnets where s.length < 31 && plan.children.contains(where: { !$0.localTS.contains("0.0.0.0/0") }) {
+                try inNS.addAddress("\(s.address)/32", to: "in0")
+            }
+        }
         for s in plan.localSubnets {
             try inNS.replaceRoute(RouteSpec(destination: s.description, gateway: plan.routerAddress.description, outputInterface: "in0"))
         }
@@ -246,22 +255,20 @@ public actor IPsecInstance {
     // MARK: charon
 
     private func connectionConfig() -> ConnectionConfig {
-        let p = plan.pairing
-        // Rekey before expiry with a margin and jitter; AWS lifetimes are the hard limits.
-        let ikeMargin = max(60, p.effectivePhase1 / 10)
-        let childMargin = max(60, min(540, p.effectivePhase2 / 10))
+        let p = plan.crypto
+        // Rekey before expiry with a margin and jitter; the configured lifetimes are the hard limits.
+        let ikeMargin = max(60, p.ikeLifetime / 10)
+        let childMargin = max(60, min(540, p.espLifetime / 10))
         let children = plan.children.map { c in
             ChildConfig(name: c.name, localTS: c.localTS, remoteTS: c.remoteTS, espProposals: [p.espProposal],
-                        rekeyTime: p.effectivePhase2 - childMargin, lifeTime: p.effectivePhase2, randTime: childMargin / 2,
-                        dpdAction: DPDAction(rawValue: p.effectiveDPDAction == "none" ? "clear" : p.effectiveDPDAction) ?? .restart,
-                        startAction: .none, closeAction: .none)
+                        rekeyTime: p.espLifetime - childMargin, lifeTime: p.espLifetime, randTime: childMargin / 2,
+                        dpdAction: DPDAction(rawValue: p.dpdAction) ?? .restart, startAction: .none, closeAction: .none)
         }
-        return ConnectionConfig(name: "tunnel", version: p.effectiveIKEVersion == 1 ? .ikev1 : .ikev2,
+        return ConnectionConfig(name: "tunnel", version: p.ikeVersion == 1 ? .ikev1 : p.ikeVersion == 2 ? .ikev2 : .any,
                                 localAddrs: [p.publicIp.description], remoteAddrs: [p.peerIp.description],
-                                proposals: [p.ikeProposal], rekeyTime: p.effectivePhase1 - ikeMargin,
+                                proposals: [p.ikeProposal], rekeyTime: p.ikeLifetime - ikeMargin,
                                 overTime: ikeMargin, randTime: ikeMargin / 2,
-                                dpdDelay: p.effectiveDPDAction == "none" ? 0 : 10,
-                                dpdTimeout: p.effectiveIKEVersion == 1 ? p.effectiveDPDTimeout : nil,
+                                dpdDelay: p.dpdDelay, dpdTimeout: p.ikeVersion == 1 && p.dpdDelay > 0 ? p.dpdTimeout : nil,
                                 keyingTries: 0, encap: true, mobike: false, unique: .replace,
                                 localAuth: AuthConfig(method: .psk, id: p.publicIp.description),
                                 remoteAuth: AuthConfig(method: .psk, id: p.peerIp.description),
@@ -274,7 +281,7 @@ public actor IPsecInstance {
         vici?.close()
         eventTask?.cancel()
         let client = try await ViciClient.connect(socketPath: charonConfig.viciSocketPath, waitingUpTo: .seconds(15))
-        let p = plan.pairing
+        let p = plan.crypto
         try await client.loadSharedKey(id: "psk-" + plan.id, secret: p.preSharedKey.reveal(),
                                        owners: [p.publicIp.description, p.peerIp.description])
         try await client.loadConnection(connectionConfig())
@@ -353,7 +360,7 @@ public actor IPsecInstance {
     }
 
     private func initiateIfNeeded() async {
-        guard plan.pairing.isInitiator, !stopped, let vici else { return }
+        guard plan.crypto.initiator, !stopped, let vici else { return }
         guard ContinuousClock.now - lastInitiate >= initiateBackoff else { return }
         let missing = status.children.filter { $0.state != "INSTALLED" && $0.state != "REKEYING" && $0.state != "REKEYED" }
         guard !missing.isEmpty || status.children.isEmpty else { initiateBackoff = .seconds(1); return }
@@ -363,7 +370,7 @@ public actor IPsecInstance {
                 _ = try await vici.initiate(child: c, ike: "tunnel", timeoutMs: 8_000)
                 initiateBackoff = .seconds(1)
             } catch {
-                initiateBackoff = min(initiateBackoff * 2, .seconds(30))
+                initiateBackoff = min(initiateBackoff * 2, .seconds(8))
                 logger.info("tunnel \(plan.owner): initiating \(c) failed (\(error)); next try in \(initiateBackoff)")
                 break
             }
@@ -401,7 +408,7 @@ public actor IPsecInstance {
     /// Applies a changed plan (key, proposals, lifetimes, DPD, inside address, subnets).
     /// Only this instance's SAs are renegotiated; the outside addresses cannot change.
     public func apply(_ new: InstancePlan) async throws {
-        precondition(new.id == plan.id && new.pairing.publicIp == plan.pairing.publicIp && new.pairing.peerIp == plan.pairing.peerIp)
+        precondition(new.id == plan.id && new.crypto.publicIp == plan.crypto.publicIp && new.crypto.peerIp == plan.crypto.peerIp)
         let old = plan
         plan = new
         let nl = try Netlink(namespace: plan.namespace)
@@ -411,6 +418,10 @@ public actor IPsecInstance {
         }
         for s in Set(old.localSubnets).subtracting(new.localSubnets) {
             try nl.deleteRoute(RouteSpec(destination: s.description, gateway: old.routerAddress.description, outputInterface: "in0"))
+            if s.length < 31 { try nl.deleteAddress("\(s.address)/32", from: "in0") }
+        }
+        if settings.resolvedBackend == "libipsec" && new.children.contains(where: { !$0.localTS.contains("0.0.0.0/0") }) {
+            for s in new.localSubnets where s.length < 31 { try nl.addAddress("\(s.address)/32", to: "in0") }
         }
         for s in new.localSubnets {
             try nl.replaceRoute(RouteSpec(destination: s.description, gateway: new.routerAddress.description, outputInterface: "in0"))
@@ -419,10 +430,10 @@ public actor IPsecInstance {
             try nl.deleteRoute(RouteSpec(destination: r.description, outputInterface: "ipsec0"))
         }
         tunUp = nil  // re-apply TUN addresses and routes on the next refresh
-        let renegotiate = old.pairing != new.pairing || old.children != new.children
+        let renegotiate = old.crypto != new.crypto || old.children != new.children
         guard renegotiate, let vici else { await refresh(reason: "updated"); return }
-        try await vici.loadSharedKey(id: "psk-" + plan.id, secret: new.pairing.preSharedKey.reveal(),
-                                     owners: [new.pairing.publicIp.description, new.pairing.peerIp.description])
+        try await vici.loadSharedKey(id: "psk-" + plan.id, secret: new.crypto.preSharedKey.reveal(),
+                                     owners: [new.crypto.publicIp.description, new.crypto.peerIp.description])
         for c in old.children where !new.children.contains(where: { $0.name == c.name }) {
             _ = try? await vici.terminate(ike: "tunnel", force: true, timeoutMs: 2_000)
         }

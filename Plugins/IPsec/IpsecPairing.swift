@@ -79,16 +79,16 @@ public struct IpsecPairing: Codable, Sendable, Hashable {
     public var effectiveDPDAction: String { (dpdAction ?? "restart").lowercased() }
     public var isInitiator: Bool { initiator ?? true }
 
-    static let dhNames: [Int: String] = [
+    public static let dhNames: [Int: String] = [
         2: "modp1024", 5: "modp1536", 14: "modp2048", 15: "modp3072", 16: "modp4096", 17: "modp6144",
         18: "modp8192", 19: "ecp256", 20: "ecp384", 21: "ecp521", 22: "modp1024s160", 23: "modp2048s224", 24: "modp2048s256",
     ]
-    static let hashes: [String: (integrity: String, prf: String)] = [
+    public static let hashes: [String: (integrity: String, prf: String)] = [
         "sha1": ("sha1", "prfsha1"), "sha256": ("sha256", "prfsha256"), "sha2-256": ("sha256", "prfsha256"),
         "sha384": ("sha384", "prfsha384"), "sha2-384": ("sha384", "prfsha384"),
         "sha512": ("sha512", "prfsha512"), "sha2-512": ("sha512", "prfsha512"),
     ]
-    static let ciphers: [String: (name: String, aead: Bool)] = [
+    public static let ciphers: [String: (name: String, aead: Bool)] = [
         "aes128": ("aes128", false), "aes256": ("aes256", false),
         "aes128-gcm-16": ("aes128gcm16", true), "aes256-gcm-16": ("aes256gcm16", true),
     ]
@@ -150,6 +150,53 @@ public struct IpsecPairing: Codable, Sendable, Hashable {
                          cryptoAlg: effectiveCrypto, ikeVersion: effectiveIKEVersion, phase1Lifetime: effectivePhase1,
                          phase2Lifetime: effectivePhase2, dpdTimeout: effectiveDPDTimeout, dpdAction: effectiveDPDAction,
                          initiator: isInitiator)
+    }
+}
+
+/// What an IPsec instance needs to negotiate, independent of which plugin's dialect
+/// (AWS pairing, CloudStack customer gateway) it came from.
+public struct TunnelCrypto: Codable, Sendable, Hashable {
+    public var publicIp: IPv4Address
+    public var peerIp: IPv4Address
+    public var preSharedKey: Secret
+    /// 0 (either), 1 or 2.
+    public var ikeVersion: Int
+    public var ikeProposal: String
+    public var espProposal: String
+    public var ikeLifetime: Int
+    public var espLifetime: Int
+    /// Seconds between DPD probes; 0 turns DPD off.
+    public var dpdDelay: Int
+    public var dpdTimeout: Int
+    /// clear, restart (charon's names; "none" maps to clear with DPD off).
+    public var dpdAction: String
+    public var initiator: Bool
+
+    public init(publicIp: IPv4Address, peerIp: IPv4Address, preSharedKey: Secret, ikeVersion: Int, ikeProposal: String,
+                espProposal: String, ikeLifetime: Int, espLifetime: Int, dpdDelay: Int, dpdTimeout: Int, dpdAction: String,
+                initiator: Bool) {
+        self.publicIp = publicIp
+        self.peerIp = peerIp
+        self.preSharedKey = preSharedKey
+        self.ikeVersion = ikeVersion
+        self.ikeProposal = ikeProposal
+        self.espProposal = espProposal
+        self.ikeLifetime = ikeLifetime
+        self.espLifetime = espLifetime
+        self.dpdDelay = dpdDelay
+        self.dpdTimeout = dpdTimeout
+        self.dpdAction = dpdAction
+        self.initiator = initiator
+    }
+}
+
+extension IpsecPairing {
+    /// The AWS pairing as negotiation parameters.
+    public var crypto: TunnelCrypto {
+        TunnelCrypto(publicIp: publicIp, peerIp: peerIp, preSharedKey: preSharedKey, ikeVersion: effectiveIKEVersion,
+                     ikeProposal: ikeProposal, espProposal: espProposal, ikeLifetime: effectivePhase1, espLifetime: effectivePhase2,
+                     dpdDelay: effectiveDPDAction == "none" ? 0 : 10, dpdTimeout: effectiveDPDTimeout,
+                     dpdAction: effectiveDPDAction == "none" ? "clear" : effectiveDPDAction, initiator: isInitiator)
     }
 }
 
