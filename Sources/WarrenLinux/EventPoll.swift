@@ -109,8 +109,8 @@ public final class WakeEvent: @unchecked Sendable {
         _ = write(fd, &one, 8)
     }
 
-    /// Resets the counter after a wake-up; returns how many signals were pending.
     @discardableResult
+    /// Resets the counter after a wake-up; returns how many signals were pending.
     public func drain() -> UInt64 {
         var value: UInt64 = 0
         return read(fd, &value, 8) == 8 ? value : 0

@@ -188,8 +188,11 @@ public struct RouteInfo: Sendable, Hashable, Codable {
 
 /// The identity of a route within a namespace (see `RouteInfo.key`).
 public struct RouteKey: Sendable, Hashable, Codable {
+    /// The routing table.
     public var table: UInt32
+    /// The destination prefix in canonical form.
     public var destination: String
+    /// The metric (priority).
     public var metric: UInt32
 }
 

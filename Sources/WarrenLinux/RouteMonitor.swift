@@ -197,7 +197,7 @@ private final class MonitorCore: @unchecked Sendable {
                 continue
             }
             if pfds[0].revents == 0 { continue }
-            while !isStopped {
+            while !isStopped && !readingPaused {
                 let rc = nl_recvmsgs_default(socket)
                 if rc >= 0 { continue }
                 if rc == -NLE_AGAIN {
@@ -205,10 +205,26 @@ private final class MonitorCore: @unchecked Sendable {
                     break
                 }
                 // -NLE_NOMEM: the kernel dropped events (ENOBUFS). Anything else: the stream
-                // of events can no longer be trusted either. Re-dump in both cases.
+                // of events can no longer be trusted either. Re-dump in both cases — but only
+                // after emptying the queue: until it is empty the kernel keeps the socket
+                // "congested" and drops further events WITHOUT reporting ENOBUFS again, so a
+                // dump taken earlier could miss changes forever.
+                drainQueue(fd)
                 if !resynchronize() { failures += 1 }
                 break
             }
+        }
+    }
+
+    /// Reads and discards everything queued on the event socket (clears the kernel's
+    /// congestion state); a snapshot follows.
+    private func drainQueue(_ fd: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC)) }
+            if n >= 0 { continue }
+            if errno == EINTR || errno == ENOBUFS { continue }
+            break // EAGAIN: empty
         }
     }
 

@@ -96,11 +96,11 @@ final class RouteMonitorTests: XCTestCase {
     }
 
     /// Adds `count` /32 routes in one `ip -batch` run inside the namespace.
-    private func burst(_ ns: String, count: Int) throws {
+    private func burst(_ ns: String, count: Int, verb: String = "add") throws {
         let path = NSTemporaryDirectory() + "wlt-burst-\(getpid()).txt"
         defer { unlink(path) }
         var lines = ""
-        for i in 0..<count { lines += "route add 100.65.\(i / 256).\(i % 256)/32 dev wlt3a proto bird\n" }
+        for i in 0..<count { lines += "route \(verb) 100.65.\(i / 256).\(i % 256)/32 dev wlt3a proto bird\n" }
         try lines.write(toFile: path, atomically: true, encoding: .utf8)
         try mustShell("ip -n \(ns) -batch \(path)")
     }
@@ -117,10 +117,17 @@ final class RouteMonitorTests: XCTestCase {
         let truth = keys(try nl.routes())
         XCTAssertEqual(truth.count, 5000 + 1)
         let converged = waitUntil(timeout: 20) { Set(mirror.current.keys) == truth }
-        XCTAssertTrue(converged, "mirror has \(mirror.current.count) routes, kernel \(truth.count)")
+        XCTAssertTrue(converged, "mirror has \(mirror.current.count) routes, kernel \(truth.count); snapshots \(monitor.snapshotCount), events seen \(mirror.events.count)")
         if expectDrops {
             XCTAssertGreaterThan(monitor.snapshotCount, 1, "a tiny buffer must have overflowed and caused a re-dump")
         }
+        // A second burst (removing them all) while the monitor reads along: overflows that
+        // happen mid-read must also end in the kernel's state.
+        try burst(ns, count: 5000, verb: "del")
+        let truthAfter = keys(try nl.routes())
+        XCTAssertEqual(truthAfter.count, 1)
+        let convergedAgain = waitUntil(timeout: 20) { Set(mirror.current.keys) == truthAfter }
+        XCTAssertTrue(convergedAgain, "after removal: mirror has \(mirror.current.count) routes; snapshots \(monitor.snapshotCount)")
         monitor.stop()
         await consumer.value
     }
