@@ -32,7 +32,8 @@ import CWarrenShim
 public actor ProcessSupervisor {
     /// Where the per-process records live.
     public nonisolated let stateDirectory: String
-    /// Everything that happens to supervised processes; one consumer expected.
+    /// Everything that happens to supervised processes; one consumer expected. Unconsumed
+    /// events are kept up to 4096 (the oldest are dropped), so not listening is harmless.
     public nonisolated let events: AsyncStream<ProcessEvent>
     private let eventSink: AsyncStream<ProcessEvent>.Continuation
     private let log: @Sendable (String) -> Void
@@ -71,7 +72,7 @@ public actor ProcessSupervisor {
     public init(stateDirectory: String, log: @escaping @Sendable (String) -> Void) {
         self.stateDirectory = stateDirectory
         self.log = log
-        (events, eventSink) = AsyncStream.makeStream(of: ProcessEvent.self, bufferingPolicy: .unbounded)
+        (events, eventSink) = AsyncStream.makeStream(of: ProcessEvent.self, bufferingPolicy: .bufferingNewest(4096))
     }
 
     deinit {
@@ -86,7 +87,11 @@ public actor ProcessSupervisor {
     /// different spec it throws (stop it first).
     public func start(_ spec: ProcessSpec) async throws -> Int32 {
         try spec.validate()
-        if let e = entries[spec.name], e.running || e.restartTask != nil {
+        if let e = entries[spec.name], e.stopping, e.running {
+            // A stop is in progress: let it finish, then start afresh.
+            _ = await waitForExit(e, timeout: 20)
+        }
+        if let e = entries[spec.name], !e.stopping, e.running || e.restartTask != nil {
             if e.specHash == spec.specHash { return e.pid }
             throw ProcessSupervisorError("\(spec.name) is already running (pid \(e.pid)) with a different spec; stop it first")
         }

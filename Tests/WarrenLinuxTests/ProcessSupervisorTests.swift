@@ -133,6 +133,23 @@ final class ProcessSupervisorTests: XCTestCase {
         XCTAssertFalse(rec.logLines.joined().contains("hello"), "environment values are never logged")
     }
 
+    func testStartDuringStopWaitsAndStartsAfresh() async throws {
+        let s = supervisor(SupervisorRecorder())
+        let spec = ProcessSpec(name: "wlt-slowstop", executable: "/bin/sh",
+                               arguments: ["-c", "trap 'sleep 0.2; exit 0' TERM; while :; do sleep 0.05; done"])
+        let pid = try await s.start(spec)
+        try await Task.sleep(nanoseconds: 100_000_000)
+        async let stopping: Void = s.stop(name: "wlt-slowstop", timeout: 5)
+        try await Task.sleep(nanoseconds: 20_000_000)
+        let newPID = try await s.start(spec)
+        await stopping
+        XCTAssertNotEqual(newPID, pid)
+        XCTAssertFalse(alive(pid))
+        let status = await s.status(name: "wlt-slowstop")
+        XCTAssertEqual(status?.running, true)
+        XCTAssertEqual(status?.pid, newPID)
+    }
+
     func testStopEscalatesToSigkill() async throws {
         let s = supervisor(SupervisorRecorder())
         let spec = ProcessSpec(name: "wlt-stubborn", executable: "/bin/sh",
