@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from warrenlab import LabConfig, LabError, PolicyPeerConfig, cloudstack_to_strongswan, generate_psk  # noqa: E402
+from warrenlab import LabConfig, LabError, PolicyPeerConfig, cloudstack_to_strongswan  # noqa: E402
 from warrenlab import bird as birdmod  # noqa: E402
 from warrenlab.config import _PSK_RE  # noqa: E402
 from warrenlab.lab import Lab, parse_ping_summary  # noqa: E402

@@ -80,12 +80,6 @@ def ip_batch(ns: str | None, lines: Sequence[str]) -> None:
         raise LabError(f"ip batch in {where} failed: {proc.stderr.strip()[-800:]}")
 
 
-def list_namespaces() -> set[str]:
-    """Names of all named network namespaces (`ip netns list`)."""
-    out = run([IP, "netns", "list"]).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
-
-
 def namespace_exists(name: str) -> bool:
     """Whether /run/netns/<name> exists."""
     return os.path.exists(f"/run/netns/{name}")
@@ -137,11 +131,6 @@ def delete_root_link(name: str) -> None:
     the lab's own, i.e. carries its prefix)."""
     if os.path.exists(f"/sys/class/net/{name}"):
         run([IP, "link", "delete", name], check=False)
-
-
-def link_exists(ns: str, name: str) -> bool:
-    """Whether link `name` exists in namespace `ns`."""
-    return run([IP, "-n", ns, "link", "show", "dev", name], check=False).returncode == 0
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):

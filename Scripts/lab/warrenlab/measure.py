@@ -17,6 +17,7 @@ import json
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -49,6 +50,9 @@ class PingMonitor:
         self.ns, self.target, self.interval = ns, target, interval
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
+        # a file, not a pipe: a pipe nobody reads fills after ~800 replies and then
+        # blocks ping, which silently stops probing
+        self._out = tempfile.TemporaryFile(mode="w+")
 
     def __enter__(self) -> "PingMonitor":
         self.start()
@@ -58,11 +62,12 @@ class PingMonitor:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._out.close()
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             ns_cmd(self.ns, ["ping", "-n", "-D", "-W", "1", "-i", str(self.interval), self.target]),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=self._out, stderr=subprocess.STDOUT, text=True)
         self.started_at = time.time()
 
     def stop(self) -> LossReport:
@@ -72,11 +77,12 @@ class PingMonitor:
         stopped_at = time.time()
         self.proc.send_signal(signal.SIGINT)
         try:
-            out, _ = self.proc.communicate(timeout=5)
+            self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        return analyse_ping(out, self.interval, stopped_at)
+            self.proc.wait()
+        self._out.seek(0)
+        return analyse_ping(self._out.read(), self.interval, stopped_at)
 
 
 def analyse_ping(text: str, interval: float, stopped_at: float | None = None) -> LossReport:

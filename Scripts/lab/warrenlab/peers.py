@@ -36,7 +36,7 @@ from pathlib import Path
 from . import bird as birdmod
 from .config import AwsConfig, AwsTunnelConfig, LabConfig, PolicyPeerConfig
 from .errors import LabError
-from .host import ip_batch, ns_run, run
+from .host import ip_batch, run
 from .strongswan import (AWS_RETRANSMISSION, TUN, Charon, ChildSpec, ConnSpec, Retransmission,
                          render_strongswan_conf, render_swanctl_conf, render_updown,
                          summarize_sas)
