@@ -138,10 +138,10 @@ public actor BGPSpeaker {
         var next = learned
         switch e {
         case .snapshot(let all):
-            next = Set(all.filter { $0.protocolNumber == RouteInfo.protocolBIRD }.compactMap { IPv4Prefix($0.destination) })
-        case .added(let r) where r.protocolNumber == RouteInfo.protocolBIRD:
+            next = Set(all.filter { $0.routeProtocol == RouteProtocol.bird }.compactMap { IPv4Prefix($0.destination) })
+        case .added(let r) where r.routeProtocol == RouteProtocol.bird:
             if let p = IPv4Prefix(r.destination) { next.insert(p) }
-        case .removed(let r) where r.protocolNumber == RouteInfo.protocolBIRD:
+        case .removed(let r) where r.routeProtocol == RouteProtocol.bird:
             if let p = IPv4Prefix(r.destination) { next.remove(p) }
         default:
             return

@@ -218,7 +218,7 @@ public actor DynamicVPNPlugin: WarrenPlugin {
                           bgpState: b.state, bgpLastError: b.lastError, prefixesReceived: b.importedRoutes,
                           prefixesAdvertised: b.exportedRoutes, routesInjected: t.injected.count,
                           bytesIn: s.bytesIn, bytesOut: s.bytesOut, packetsIn: s.packetsIn, packetsOut: s.packetsOut,
-                          charon: charonState, bird: bird.map { $0.running ? "running (pid \($0.pid ?? 0))" : "stopped" } ?? "not started",
+                          charon: charonState, bird: bird.map { $0.running ? "running (pid \($0.pid))" : "stopped" } ?? "not started",
                           lastChange: s.lastChange, lastChangeReason: s.lastChangeReason)
     }
 

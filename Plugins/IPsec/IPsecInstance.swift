@@ -29,6 +29,12 @@ import WarrenLinux
 import WarrenRPC
 import WarrenVici
 
+/// Serializes the creation of namespace veths (see buildNamespace).
+actor VethCreation {
+    static let shared = VethCreation()
+    func run(_ body: @Sendable () throws -> Void) throws { try body() }
+}
+
 /// One CHILD_SA of an instance.
 public struct TunnelChild: Codable, Sendable, Hashable {
     public var name: String
@@ -189,14 +195,16 @@ public actor IPsecInstance {
             try NetworkNamespace.create(ns)
         }
         let inNS = try Netlink(namespace: ns)
-        // The namespace ends are created under unique names (instances are built in
-        // parallel in the same host namespace), moved, then renamed inside.
-        for (hostEnd, inside, temporary) in [(plan.outsideInterface, "out0", "wvx" + plan.id), (plan.insideInterface, "in0", "wvy" + plan.id)] {
-            guard try inNS.link(named: inside) == nil else { continue }
-            if try host.link(named: hostEnd) != nil { try host.deleteLink(hostEnd) }
-            if try host.link(named: temporary) != nil { try host.deleteLink(temporary) }
-            try host.createVethPair(hostEnd, peer: temporary, peerNamespace: ns)
-            try inNS.renameLink(temporary, to: inside)
+        // The namespace ends are created as out0/in0 in the host namespace, then moved:
+        // instances are built concurrently, so creation is serialized (two out0 at once
+        // would collide before either moved).
+        let plan = self.plan
+        try await VethCreation.shared.run {
+            for (hostEnd, inside) in [(plan.outsideInterface, "out0"), (plan.insideInterface, "in0")] {
+                guard try inNS.link(named: inside) == nil else { continue }
+                if try host.link(named: hostEnd) != nil { try host.deleteLink(hostEnd) }
+                try host.createVethPair(hostEnd, peer: inside, peerNamespace: ns)
+            }
         }
         try host.setLinkUp(plan.outsideInterface, true)
         try host.setLinkUp(plan.insideInterface, true)
@@ -325,7 +333,7 @@ public actor IPsecInstance {
         s.bytesOut = children.reduce(0) { $0 + $1.bytesOut }
         s.packetsIn = children.reduce(0) { $0 + $1.packetsIn }
         s.packetsOut = children.reduce(0) { $0 + $1.packetsOut }
-        if let pid = await context.processes.pid(of: charonName) { s.charon = "running (pid \(pid))" }
+        if let pid = await context.processes.status(name: charonName)?.pid { s.charon = "running (pid \(pid))" }
         let changed = s.ikeState != status.ikeState || s.childState != status.childState
         if changed {
             s.lastChange = IPsecInstance.now()

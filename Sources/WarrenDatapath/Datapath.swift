@@ -19,6 +19,7 @@
 // (or to the caller of `runIteration` in tests, when the thread is not started).
 
 import WarrenCore
+import WarrenLinux
 #if canImport(Glibc)
 import Glibc
 #endif

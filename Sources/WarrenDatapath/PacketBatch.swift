@@ -7,32 +7,7 @@
 // Threading: owned by the datapath thread.
 
 import WarrenCore
-
-/// The virtio-net header the kernel prepends with PACKET_VNET_HDR (checksum and
-/// segmentation offload metadata), in host byte order.
-public struct VirtioNetHeader: Sendable, Hashable {
-    public var flags: UInt8 = 0
-    public var gsoType: UInt8 = 0
-    public var headerLength: UInt16 = 0
-    public var gsoSize: UInt16 = 0
-    public var checksumStart: UInt16 = 0
-    public var checksumOffset: UInt16 = 0
-
-    public static let needsChecksum: UInt8 = 1
-    public static let size = 10
-
-    public init() {}
-
-    /// Reads a header from 10 raw bytes.
-    public init(_ raw: UnsafeRawPointer) {
-        flags = raw.load(fromByteOffset: 0, as: UInt8.self)
-        gsoType = raw.load(fromByteOffset: 1, as: UInt8.self)
-        headerLength = raw.loadUnaligned(fromByteOffset: 2, as: UInt16.self)
-        gsoSize = raw.loadUnaligned(fromByteOffset: 4, as: UInt16.self)
-        checksumStart = raw.loadUnaligned(fromByteOffset: 6, as: UInt16.self)
-        checksumOffset = raw.loadUnaligned(fromByteOffset: 8, as: UInt16.self)
-    }
-}
+import WarrenLinux
 
 public final class PacketBatch {
     public let capacity: Int

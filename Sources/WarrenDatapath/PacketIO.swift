@@ -7,6 +7,7 @@
 // Threading: an instance is used by the datapath thread only (opened and closed there).
 
 import WarrenCore
+import WarrenLinux
 
 public protocol PacketIO: AnyObject {
     /// A descriptor to wait on for readability, or -1 (fakes are polled every loop).

@@ -13,50 +13,38 @@
 // offload requested).
 // Threading: used by the datapath thread only.
 
-import CWarrenShim
 import WarrenLinux
 
 public final class SocketPacketIO: PacketIO {
     public let socket: PacketSocket
-    private var rxBatch: OpaquePointer?
-    private var txBatch: OpaquePointer?
-    private weak var rxOwner: PacketBatch?
-    private weak var txOwner: PacketBatch?
+    private var rx: (batch: PacketBatch, io: MultiMessageBatch)?
+    private var tx: (batch: PacketBatch, io: MultiMessageBatch)?
 
     public var fileDescriptor: Int32 { socket.fd }
     public var interfaceName: String { socket.interfaceName }
 
     public init(interface: String, namespace: String? = nil) throws {
-        socket = try PacketSocket(interface: interface, namespace: namespace)
+        socket = try PacketSocket(interface: interface, namespace: namespace,
+                                  options: PacketSocket.Options(vnetHeader: true, receiveBufferSize: 4 << 20, sendBufferSize: 4 << 20))
     }
 
-    deinit {
-        cwarren_iobatch_destroy(rxBatch)
-        cwarren_iobatch_destroy(txBatch)
-    }
-
-    /// The C iovec description of `batch`, built once per batch object.
-    private func describe(_ batch: PacketBatch, _ cached: inout OpaquePointer?, _ owner: inout PacketBatch?) -> OpaquePointer? {
-        if owner !== batch || cached == nil {
-            cwarren_iobatch_destroy(cached)
-            cached = cwarren_iobatch_create(UInt32(batch.capacity), batch.frames, batch.slotSize, batch.headers)
-            owner = batch
-        }
-        return cached
+    /// The iovec description of `batch`, built once per batch object.
+    private func messages(_ batch: PacketBatch, _ cached: inout (batch: PacketBatch, io: MultiMessageBatch)?) -> MultiMessageBatch {
+        if let c = cached, c.batch === batch { return c.io }
+        let io = MultiMessageBatch(capacity: batch.capacity, frames: batch.frames, slotSize: batch.slotSize, headers: batch.headers)
+        cached = (batch, io)
+        return io
     }
 
     public func receive(into batch: PacketBatch, truncated: inout Int) -> Int {
-        guard socket.fd >= 0, let b = describe(batch, &rxBatch, &rxOwner) else { return 0 }
-        var t: Int32 = 0
-        let n = cwarren_iobatch_recv(b, socket.fd, batch.lengths, &t)
-        truncated += Int(t)
-        return n > 0 ? Int(n) : 0
+        let io = messages(batch, &rx)
+        return (try? io.receive(from: socket, lengths: batch.lengths, truncated: &truncated)) ?? 0
     }
 
     public func send(_ batch: PacketBatch) -> Int {
-        guard socket.fd >= 0, batch.count > 0, let b = describe(batch, &txBatch, &txOwner) else { return 0 }
-        let n = cwarren_iobatch_send(b, socket.fd, batch.lengths, UInt32(batch.count))
-        return n > 0 ? Int(n) : 0
+        guard batch.count > 0 else { return 0 }
+        let io = messages(batch, &tx)
+        return (try? io.send(on: socket, count: batch.count, lengths: batch.lengths)) ?? 0
     }
 
     public func close() { socket.close() }

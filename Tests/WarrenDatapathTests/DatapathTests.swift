@@ -1,5 +1,6 @@
 import WarrenCore
 import WarrenDatapath
+import WarrenLinux
 import XCTest
 
 typealias Port = WarrenCore.Port
