@@ -21,3 +21,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   rm -f /usr/sbin/policy-rc.d
 fi
 command -v swift >/dev/null || { echo "setup: swift (6.x) is not on PATH" >&2; exit 1; }
+python3 -c "import pytest" 2>/dev/null || python3 -m pip install -q pytest
+# Debian ships these daemons enabled; Warren runs its own per namespace, never the system ones.
+for unit in strongswan-starter strongswan bird; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$unit" 2>/dev/null; then systemctl stop "$unit" || true; fi
+done

@@ -206,7 +206,13 @@ public enum ViciCodec {
 
         mutating func name() throws(ViciCodecError) -> String {
             let len = Int(try u8("name length"))
-            return String(decoding: try bytes(len, "name"), as: UTF8.self)
+            let at = offset
+            // Names are ASCII keys; invalid UTF-8 is refused rather than repaired (a
+            // repaired name could no longer be encoded in 255 bytes).
+            guard let name = String(validating: try bytes(len, "name"), as: UTF8.self) else {
+                throw .unexpectedElement("a name that is not UTF-8", offset: at)
+            }
+            return name
         }
 
         mutating func value() throws(ViciCodecError) -> [UInt8] {

@@ -483,7 +483,9 @@ final class SimulationRun {
         p.rewrite(.setEthSrc(outPort.mac))
         p.rewrite(.setEthDst(entry.mac))
         p.rewrite(.decrementTTL)
-        if let mss = outPort.mssClamp {
+        // A port with an MSS clamp (a tunnel) clamps SYNs in both directions: leaving
+        // through it, and entering through it towards the rest of the topology.
+        if let mss = [inPort.mssClamp, outPort.mssClamp].compactMap({ $0 }).min() {
             read(.ipProto)
             if p.key.ipProto == IPProtocolNumber.tcp { p.rewrite(.clampMSS(mss)) }
         }

@@ -251,6 +251,42 @@ final class RouterTests: XCTestCase {
         }
     }
 
+    func testMSSClampOnTunnelPortBothDirections() throws {
+        var n = TestNet()
+        let r = n.router("r")
+        let inside = n.routerPort("in", on: r, "100.64.1.1/24", exterior: true)
+        var tun = n.routerPort("tun", on: r, "169.254.252.1/30", exterior: true)
+        tun.mssClamp = 1360
+        _ = try n.topology.updatePort(tun)
+        var g = n.rng
+        _ = try n.topology.addRoute(Route(id: .random(using: &g), router: r, destination: IPv4Prefix("100.64.200.0/24")!,
+                                          nextHopPort: tun.id, nextHopGateway: IPv4Address("169.254.252.2")))
+        n.learnARP(router: r, ip: "169.254.252.2", mac: mac(0x22), port: tun)
+        n.learnARP(router: r, ip: "100.64.1.10", mac: mac(0x10), port: inside)
+        func syn(from src: String, to dst: String, dstMAC: MACAddress) -> [UInt8] {
+            let tcp = PacketBuilder.tcp(src: IPv4Address(src)!, dst: IPv4Address(dst)!, srcPort: 40000, dstPort: 22, seq: 1, ack: 0,
+                                        flags: TCPFlags.syn, window: 1000, options: [2, 4, 0x05, 0xB4], payload: [])
+            return PacketBuilder.ethernet(dst: dstMAC, src: mac(0x99), type: EtherType.ipv4,
+                                          payload: PacketBuilder.ipv4(src: IPv4Address(src)!, dst: IPv4Address(dst)!, proto: 6, payload: tcp))
+        }
+        func mss(_ frame: [UInt8]) throws -> Int {
+            let l = try FrameLayout.of(frame)
+            return Int(frame[l.l4Offset + 22]) << 8 | Int(frame[l.l4Offset + 23])
+        }
+        let out = syn(from: "100.64.1.10", to: "100.64.200.10", dstMAC: n.topology.ports[inside.id]!.mac)
+        let r1 = n.simulate(out, on: inside)
+        XCTAssertTrue(r1.actions.contains(.clampMSS(1360)))
+        XCTAssertEqual(try mss(execute(r1.actions, on: out)[0].frame), 1360, "into the tunnel")
+        let back = syn(from: "100.64.200.10", to: "100.64.1.10", dstMAC: n.topology.ports[tun.id]!.mac)
+        let r2 = n.simulate(back, on: tun)
+        XCTAssertEqual(try mss(execute(r2.actions, on: back)[0].frame), 1360, "out of the tunnel")
+        // Non-TCP traffic is untouched, and the decision reads the protocol.
+        var ping = PacketSpec(); ping.ethDst = n.topology.ports[inside.id]!.mac; ping.ipSrc = IPv4Address("100.64.1.10")!; ping.ipDst = IPv4Address("100.64.200.10")!
+        let r3 = n.simulate(ping.frame(), on: inside)
+        XCTAssertFalse(r3.actions.contains(.clampMSS(1360)))
+        XCTAssertTrue(FlowMask.ipProto.isSubset(of: r3.mask))
+    }
+
     func testTwoRoutersThroughInteriorLinkResolveEachOther() throws {
         var n = TestNet()
         let r1 = n.router("r1"), r2 = n.router("r2")
