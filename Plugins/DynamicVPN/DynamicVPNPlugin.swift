@@ -227,7 +227,7 @@ public actor DynamicVPNPlugin: WarrenPlugin {
         var tunnels: [TunnelView] = []
         for t in rt?.tunnels ?? [] { tunnels.append(await tunnelView(t, record: r, all: rt!.tunnels)) }
         let upCount = tunnels.filter { $0.state == "up" }.count
-        let state = rt?.error.map { "error: \($0)" } ?? (upCount == 2 ? "up" : upCount == 1 ? "degraded" : "down")
+        let state = rt == nil ? "starting" : rt!.error.map { "error: \($0)" } ?? (upCount == 2 ? "up" : upCount == 1 ? "degraded" : "down")
         let routerName = await context.network.topology.routers[r.router]?.name ?? r.router.description
         return DynamicVpnView(id: r.id, name: r.spec.name, virtualRouter: routerName, virtualRouterId: r.router, state: state,
                               ipsecPairingA: r.spec.ipsecPairingA.view, ipsecPairingB: r.spec.ipsecPairingB.view,

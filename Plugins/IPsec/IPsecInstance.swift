@@ -29,6 +29,12 @@ import WarrenLinux
 import WarrenRPC
 import WarrenVici
 
+/// Adds an address unless it is already there (building is idempotent: an agent
+/// restart re-runs it over the running instance).
+func ensureAddress(_ nl: Netlink, _ cidr: String, on ifname: String) throws {
+    if try !nl.addresses(on: ifname).contains(cidr) { try nl.addAddress(cidr, to: ifname) }
+}
+
 /// Serializes the creation of namespace veths (see buildNamespace).
 actor VethCreation {
     static let shared = VethCreation()
@@ -209,8 +215,8 @@ public actor IPsecInstance {
         try host.setLinkUp(plan.outsideInterface, true)
         try host.setLinkUp(plan.insideInterface, true)
         guard let uplink = settings.uplink else { throw IPsecError.configuration("no uplink configured") }
-        try inNS.addAddress("\(plan.crypto.publicIp)/\(uplink.prefixLength)", to: "out0")
-        try inNS.addAddress("\(plan.instanceAddress)/30", to: "in0")
+        try ensureAddress(inNS, "\(plan.crypto.publicIp)/\(uplink.prefixLength)", on: "out0")
+        try ensureAddress(inNS, "\(plan.instanceAddress)/30", on: "in0")
         try inNS.setLinkUp("out0", true)
         try inNS.setLinkUp("in0", true)
         try inNS.setLinkUp("lo", true)
@@ -224,7 +230,7 @@ public actor IPsecInstance {
         // address, as a /32 on in0 (0.0.0.0/0 selectors need nothing).
         if settings.resolvedBackend == "libipsec" {
             for s in plan.localSubnets where s.length < 31 && plan.children.contains(where: { !$0.localTS.contains("0.0.0.0/0") }) {
-                try inNS.addAddress("\(s.address)/32", to: "in0")
+                try ensureAddress(inNS, "\(s.address)/32", on: "in0")
             }
         }
         for s in plan.localSubnets {
@@ -356,9 +362,9 @@ public actor IPsecInstance {
             guard try nl.link(named: "ipsec0") != nil else { return }
             try nl.setLinkUp("ipsec0", true)
             if up {
-                if let a = plan.tunnelAddress { try nl.addAddress(a.description, to: "ipsec0") }
+                if let a = plan.tunnelAddress { try ensureAddress(nl, a.description, on: "ipsec0") }
                 for r in plan.remoteSubnets { try nl.replaceRoute(RouteSpec(destination: r.description, outputInterface: "ipsec0")) }
-            } else if let a = plan.tunnelAddress {
+            } else if let a = plan.tunnelAddress, try nl.addresses(on: "ipsec0").contains(a.description) {
                 try nl.deleteAddress(a.description, from: "ipsec0")
             }
             tunUp = up
@@ -422,14 +428,14 @@ public actor IPsecInstance {
         let nl = try Netlink(namespace: plan.namespace)
         if old.tunnelAddress != new.tunnelAddress, settings.resolvedBackend == "libipsec", try nl.link(named: "ipsec0") != nil {
             if let a = old.tunnelAddress { try nl.deleteAddress(a.description, from: "ipsec0") }
-            if let a = new.tunnelAddress, tunUp == true { try nl.addAddress(a.description, to: "ipsec0") }
+            if let a = new.tunnelAddress, tunUp == true { try ensureAddress(nl, a.description, on: "ipsec0") }
         }
         for s in Set(old.localSubnets).subtracting(new.localSubnets) {
             try nl.deleteRoute(RouteSpec(destination: s.description, gateway: old.routerAddress.description, outputInterface: "in0"))
             if s.length < 31 { try nl.deleteAddress("\(s.address)/32", from: "in0") }
         }
         if settings.resolvedBackend == "libipsec" && new.children.contains(where: { !$0.localTS.contains("0.0.0.0/0") }) {
-            for s in new.localSubnets where s.length < 31 { try nl.addAddress("\(s.address)/32", to: "in0") }
+            for s in new.localSubnets where s.length < 31 { try ensureAddress(nl, "\(s.address)/32", on: "in0") }
         }
         for s in new.localSubnets {
             try nl.replaceRoute(RouteSpec(destination: s.description, gateway: new.routerAddress.description, outputInterface: "in0"))

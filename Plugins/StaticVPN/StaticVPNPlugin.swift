@@ -238,6 +238,7 @@ public actor StaticVPNPlugin: WarrenPlugin {
         let installed = children.filter { $0.state == "INSTALLED" }.count
         let state: String
         if let e = errors[r.id] { state = "error: \(e)" }
+        else if instances[r.id] == nil { state = "starting" }
         else if installed == children.count && installed > 0 { state = "up" }
         else if installed > 0 { state = "partial" }
         else if s?.ikeState == "CONNECTING" || s?.ikeState == "ESTABLISHED" { state = "connecting" }
