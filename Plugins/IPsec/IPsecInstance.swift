@@ -276,7 +276,10 @@ public actor IPsecInstance {
         let children = plan.children.map { c in
             ChildConfig(name: c.name, localTS: c.localTS, remoteTS: c.remoteTS, espProposals: [p.espProposal],
                         rekeyTime: p.espLifetime - childMargin, lifeTime: p.espLifetime, randTime: childMargin / 2,
-                        dpdAction: DPDAction(rawValue: p.dpdAction) ?? .restart, startAction: .none, closeAction: .none)
+                        // charon only clears on DPD; the restart is ours (superviseLoop re-initiates).
+                        // charon's own "restart" re-uses reqids, and with several CHILD_SAs
+                        // libipsec then sent traffic into the wrong SA (seen in the policy-peer test).
+                        dpdAction: .clear, startAction: .none, closeAction: .none)
         }
         return ConnectionConfig(name: "tunnel", version: p.ikeVersion == 1 ? .ikev1 : p.ikeVersion == 2 ? .ikev2 : .any,
                                 localAddrs: [p.publicIp.description], remoteAddrs: [p.peerIp.description],
