@@ -11,7 +11,7 @@ import WarrenCore
 import WarrenRPC
 
 /// A secret string (pre-shared key). Its value is only reachable through `reveal()`.
-public struct Secret: Codable, Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible, JSONSchemaProviding {
+public struct Secret: Codable, Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable, JSONSchemaProviding {
     private let value: String
 
     public init(_ value: String) { self.value = value }
@@ -30,6 +30,8 @@ public struct Secret: Codable, Sendable, Hashable, CustomStringConvertible, Cust
     public func reveal() -> String { value }
     public var description: String { "<redacted>" }
     public var debugDescription: String { "<redacted>" }
+    /// No children: `dump()` and other reflection see "<redacted>", not the value.
+    public var customMirror: Mirror { Mirror(self, children: [:]) }
 
     public static var jsonSchema: JSONValue {
         ["type": "string", "minLength": 8, "maxLength": 64, "pattern": "^[A-Za-z0-9._]+$", "writeOnly": true,

@@ -342,8 +342,10 @@ public struct StaticPeerConfig: Codable, Sendable {
         peerGateway = v.peerIp
         cidrlist = spec.localSubnets
         peerSubnets = spec.remoteSubnets
-        ikepolicy = v.ikepolicy ?? "aes128-sha1;modp1024"
-        esppolicy = v.esppolicy ?? "aes128-sha1;modp1024"
+        // Without CloudStack policies, tell the peer what the AWS-style fields make us propose.
+        let proposed = try? spec.ipsecPairing.crypto(field: "ipsecPairing")
+        ikepolicy = v.ikepolicy ?? proposed.map { StaticPeerConfig.policy($0.ikeProposal) } ?? "aes128-sha1;modp1024"
+        esppolicy = v.esppolicy ?? proposed.map { StaticPeerConfig.policy($0.espProposal) } ?? "aes128-sha1;modp1024"
         ikelifetime = v.ikelifetime
         esplifetime = v.esplifetime
         ikeversion = v.ikeversion
@@ -361,5 +363,14 @@ public struct StaticPeerConfig: Codable, Sendable {
         Split connections          : \(v.splitconnections ? "yes (one SA per subnet pair)" : "no")
         Pre-shared key             : the key you configured (not shown)
         """
+    }
+
+    /// A strongSwan proposal in CloudStack's policy syntax: "aes256-sha256-modp2048" →
+    /// "aes256-sha256;modp2048" (no DH group, no ";").
+    static func policy(_ proposal: String) -> String {
+        var parts = proposal.split(separator: "-").map(String.init)
+        guard parts.count >= 2, let last = parts.last, IpsecPairing.dhNames.values.contains(last) else { return proposal }
+        parts.removeLast()
+        return parts.joined(separator: "-") + ";" + last
     }
 }

@@ -104,8 +104,13 @@ public struct StaticIpsecPairing: Codable, Sendable, Hashable {
         if let p = esppolicy { espProposal = try Self.proposal(p, field: "\(f).esppolicy", groupRequired: false) }
         let ikeLife = ikelifetime ?? phase1Lifetime ?? 86400
         let espLife = esplifetime ?? phase2Lifetime ?? 3600
-        guard (300...86400).contains(ikeLife) else { throw RPCError.invalidParams(field: "\(f).ikelifetime", reason: "must be 300–86400 seconds") }
-        guard (300...86400).contains(espLife) else { throw RPCError.invalidParams(field: "\(f).esplifetime", reason: "must be 300–86400 seconds") }
+        // Name the field the caller gave (the CloudStack option wins when both are).
+        guard (300...86400).contains(ikeLife) else {
+            throw RPCError.invalidParams(field: "\(f).\(ikelifetime != nil ? "ikelifetime" : "phase1Lifetime")", reason: "must be 300–86400 seconds")
+        }
+        guard (300...86400).contains(espLife) else {
+            throw RPCError.invalidParams(field: "\(f).\(esplifetime != nil ? "esplifetime" : "phase2Lifetime")", reason: "must be 300–86400 seconds")
+        }
         let version: Int
         switch ikeversion?.lowercased() {
         case nil: version = ikeVersion ?? 2

@@ -164,6 +164,15 @@ public enum CoreMethods {
         return id
     }
 
+    /// Runs `body`, naming `field` (not the generic "id") when the refusal is "in use": the
+    /// peer already linked, the interface already bound.
+    static func inUse<T>(field: String, _ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let e as TopologyError {
+            if case .inUse = e { throw RPCError.failedPrecondition(field: field, reason: e.description) }
+            throw e
+        }
+    }
+
     static func resolveDevice(_ t: Topology, _ text: String, field: String) throws -> ResourceID {
         if let id = t.resolve(.bridge, text) ?? t.resolve(.router, text) { return id }
         throw RPCError.notFound(field: field, reason: "no bridge or router \"\(text.prefix(80))\"")
@@ -267,8 +276,10 @@ public enum CoreMethods {
             let a = try CoreMethods.resolve(t0, .port, p.port, field: "port"), b = try CoreMethods.resolve(t0, .port, p.peer, field: "peer")
             var touched = [ResourceRef(.port, a), ResourceRef(.port, b)]
             for old in [t0.ports[a]?.binding.peer, t0.ports[b]?.binding.peer].compactMap({ $0 }) { touched.append(ResourceRef(.port, old)) }
-            let t = try await network.mutate(touching: touched, event: "port.linked") { t throws(TopologyError) in
-                try t.setBinding(a, .interior(peer: b))
+            let t = try await CoreMethods.inUse(field: "peer") {
+                try await network.mutate(touching: touched, event: "port.linked") { t throws(TopologyError) in
+                    try t.setBinding(a, .interior(peer: b))
+                }
             }
             return LinkResult(port: t.portView(t.ports[a]!), peer: t.portView(t.ports[b]!))
         })
@@ -277,8 +288,10 @@ public enum CoreMethods {
             let a = try CoreMethods.resolve(t0, .port, p.port, field: "port")
             var touched = [ResourceRef(.port, a)]
             if let old = t0.ports[a]?.binding.peer { touched.append(ResourceRef(.port, old)) }
-            let t = try await network.mutate(touching: touched, event: "port.bound") { t throws(TopologyError) in
-                try t.setBinding(a, .exterior(interface: p.interface))
+            let t = try await CoreMethods.inUse(field: "interface") {
+                try await network.mutate(touching: touched, event: "port.bound") { t throws(TopologyError) in
+                    try t.setBinding(a, .exterior(interface: p.interface))
+                }
             }
             return t.portView(t.ports[a]!)
         })

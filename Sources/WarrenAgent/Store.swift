@@ -91,6 +91,15 @@ public final class Store: Sendable {
             let q = try DatabaseQueue(path: path, configuration: config)
             let result = try q.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check") }
             guard result == "ok" else { throw StoreError.corrupt(path: path, reason: result ?? "no answer from quick_check") }
+            // A newer schema is refused here, before the file is opened for writing (opening a
+            // DatabasePool on a database whose WAL is empty writes to it: GRDB creates and
+            // drops a table so that readers can take snapshots).
+            let migrator = Store.migrator
+            if try q.read({ db in try migrator.hasBeenSuperseded(db) }) {
+                let unknown = try q.read { db in try migrator.appliedIdentifiers(db).subtracting(migrator.migrations) }
+                try q.close()
+                throw StoreError.newerSchema(path: path, unknown: unknown.sorted())
+            }
             try q.close()
         } catch let e as StoreError {
             throw e
