@@ -348,6 +348,9 @@ public enum CoreMethods {
             if r.source == .learned {
                 throw RPCError.failedPrecondition(field: "id", reason: "route \(id) was learned by \(r.owner ?? "a plugin"); it leaves when that session withdraws it")
             }
+            if let owner = r.owner {
+                throw RPCError.failedPrecondition(field: "id", reason: "route \(id) belongs to \(owner); change or delete that instead")
+            }
             try await network.mutate(touching: [ResourceRef(.route, id)], event: "route.deleted") { t throws(TopologyError) in
                 try t.removeRoute(id)
             }

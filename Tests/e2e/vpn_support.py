@@ -46,13 +46,14 @@ class VPNLab:
 
     def __init__(self, cfg: dict):
         self.lab = Lab(LabConfig.from_dict(cfg))
+        self.uplink = f"{cfg['prefix']}-up"
         self.agent: Agent | None = None
 
     def up(self) -> "VPNLab":
         self.lab.up()
         self.desc = self.lab.customer_description()
         self.agent = Agent({"pluginSettings": {"ipsec": {"uplink": {
-            "interface": UPLINK, "gateway": "203.0.113.1", "prefixLength": 24}}}}).start()
+            "interface": self.uplink, "gateway": "203.0.113.1", "prefixLength": 24}}}}).start()
         return self
 
     def down(self) -> None:
