@@ -5,7 +5,7 @@
 // `PluginContext`, registers its methods, and is a `Service` run by the agent's
 // ServiceGroup (its `run()` lasts until graceful shutdown). Plugins are compiled in: an
 // agent binary is assembled by passing the plugin types to `Agent.run` (see
-// Sources/warren-agent/main.swift and Docs/plugins.md).
+// Sources/warren-agent/WarrenAgentCommand.swift and Docs/plugins.md).
 //
 // Plugins reach the rest of the agent only through the context: the `Network` actor
 // (topology mutations, validated and persisted like API calls), their own store

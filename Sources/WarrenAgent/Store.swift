@@ -181,7 +181,8 @@ public struct PluginStore: Sendable {
     let store: Store
     public let prefix: String
 
-    init(store: Store, plugin: String) {
+    /// The agent makes one per plugin; tests of a plugin make their own (Docs/plugins.md).
+    public init(store: Store, plugin: String) {
         self.store = store
         self.prefix = plugin + ":"
     }

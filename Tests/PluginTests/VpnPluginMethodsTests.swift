@@ -124,7 +124,7 @@ final class DynamicVpnMethodsTests: XCTestCase {
             _ = try await core.load(DynamicVPNPlugin.self, shared: bad)
             XCTFail("a bad gateway must stop the plugin from loading")
         } catch {
-            XCTAssertTrue("\(error)".contains("pluginSettings.ipsec.uplink.gateway"), "\(error)")
+            XCTAssertEqual("\(error)", "IPsec configuration: pluginSettings.ipsec.uplink.gateway: not an IPv4 address: nope")
         }
         try core.store.close()
     }
