@@ -207,6 +207,30 @@ final class NetworkTests: XCTestCase {
         try again.store.close()
     }
 
+    /// A plugin's static route (StaticVPN's routes to remote subnets) is configuration: it
+    /// is stored and reloaded, and only its owner may remove it.
+    func testPluginOwnedStaticRoutesArePersistedAndProtected() async throws {
+        let dir = try makeTempDirectory(self)
+        let core = try AgentCore(directory: dir)
+        try await Self.build(core)
+        let t0 = await core.network.topology
+        let r1 = t0.resolve(.router, "r1")!, up = t0.resolve(.port, "r1-up")!
+        let id = await core.network.newID()
+        try await core.network.mutate(touching: [ResourceRef(.route, id)], event: "route.added") { t throws(TopologyError) in
+            try t.addRoute(Route(id: id, router: r1, destination: IPv4Prefix("203.0.113.0/24")!, nextHopPort: up,
+                                 nextHopGateway: IPv4Address("100.64.2.2"), source: .static, owner: "vpn.static cs1"))
+        }
+        let e = await expectRPCError(-32003, field: "id") { try await core.call("route.delete", ["id": .string(id.description)]) }
+        XCTAssertTrue(e?.reason?.contains("vpn.static cs1") ?? false, "\(String(describing: e))")
+        XCTAssertEqual(try core.storeCounts()["route"], 3)
+        try core.store.close()
+        let again = try AgentCore(directory: dir)
+        let reloaded = await again.network.topology.routes[id]
+        XCTAssertEqual(reloaded?.owner, "vpn.static cs1")
+        XCTAssertEqual(reloaded?.destination.description, "203.0.113.0/24")
+        try again.store.close()
+    }
+
     func testInconsistentStoreIsRefused() async throws {
         let dir = try makeTempDirectory(self)
         let core = try AgentCore(directory: dir)
