@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .library(name: "WarrenCore", targets: ["WarrenCore"]),
         .library(name: "WarrenRPC", targets: ["WarrenRPC"]),
+        .library(name: "WarrenLinux", targets: ["WarrenLinux"]),
         .library(name: "WarrenAgent", targets: ["WarrenAgent"]),
         .executable(name: "warren-agent", targets: ["warren-agent"]),
         .executable(name: "warrenctl", targets: ["warrenctl"]),

@@ -319,6 +319,47 @@ void cwarren_mmsg_set_lengths(void *msgvec, unsigned count, const size_t *length
     }
 }
 
+int cwarren_packet_enable_auxdata(int fd) {
+    int one = 1;
+    return setsockopt(fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof one) == 0 ? 0 : -errno;
+}
+
+size_t cwarren_auxdata_control_size(void) { return CMSG_SPACE(sizeof(struct tpacket_auxdata)); }
+
+void cwarren_mmsg_reset_control(void *msgvec, unsigned count, void *control, size_t control_size) {
+    struct mmsghdr *m = msgvec;
+    for (unsigned i = 0; i < count; i++) {
+        m[i].msg_hdr.msg_control = (char *)control + i * control_size;
+        m[i].msg_hdr.msg_controllen = control_size;
+    }
+}
+
+unsigned cwarren_mmsg_restore_vlan(const void *msgvec, unsigned count, void *frames, size_t slot_size,
+                                   size_t *lengths) {
+    const struct mmsghdr *m = msgvec;
+    unsigned lost = 0;
+    for (unsigned i = 0; i < count; i++) {
+        struct msghdr *h = (struct msghdr *)&m[i].msg_hdr;
+        if (!h->msg_control) continue;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+            if (c->cmsg_level != SOL_PACKET || c->cmsg_type != PACKET_AUXDATA) continue;
+            struct tpacket_auxdata aux;
+            memcpy(&aux, CMSG_DATA(c), sizeof aux);
+            if (!(aux.tp_status & TP_STATUS_VLAN_VALID)) break;
+            size_t len = lengths[i];
+            if (len < 12 || len + 4 > slot_size) { lost++; break; }
+            unsigned char *f = (unsigned char *)frames + i * slot_size;
+            memmove(f + 16, f + 12, len - 12);
+            uint16_t tpid = (aux.tp_status & TP_STATUS_VLAN_TPID_VALID) ? aux.tp_vlan_tpid : 0x8100;
+            f[12] = tpid >> 8; f[13] = tpid & 0xff;
+            f[14] = aux.tp_vlan_tci >> 8; f[15] = aux.tp_vlan_tci & 0xff;
+            lengths[i] = len + 4;
+            break;
+        }
+    }
+    return lost;
+}
+
 void cwarren_mmsg_reset_lengths(void *msgvec, unsigned count, size_t slot_size) {
     struct mmsghdr *m = msgvec;
     for (unsigned i = 0; i < count; i++) {

@@ -60,7 +60,11 @@ public actor Network {
                        _ change: (inout Topology) throws(TopologyError) -> [FlowTag]) throws -> Topology {
         var copy = topology
         let tags = try change(&copy)
-        try store.write(try Network.writes(for: refs, in: copy))
+        var writes = try Network.writes(for: refs, in: copy)
+        if copy.version != topology.version {
+            writes.append(.put(kind: "meta", id: "topology", name: nil, body: try Store.encode(["version": copy.version])))
+        }
+        try store.write(writes)
         topology = copy
         sink?.apply(topology: copy, invalidate: tags)
         if let event {
@@ -124,6 +128,9 @@ public actor Network {
                 }
             }
             for r in try store.all("route", as: Route.self) { _ = try t.addRoute(r) }
+            if let meta = try store.all("meta", as: [String: UInt64].self).first, let v = meta["version"] {
+                t.restore(version: v)
+            }
         } catch let e as TopologyError {
             throw fail("topology", e)
         }

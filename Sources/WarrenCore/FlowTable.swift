@@ -349,7 +349,8 @@ public final class FlowTable {
 
     /// Installs a megaflow. An existing flow with the same match is replaced.
     @discardableResult
-    public func install(_ match: FlowMatch, actions: [FlowAction], tags: [FlowTag], now: UInt64) -> Int32 {
+    public func install(_ match: FlowMatch, actions: [FlowAction], tags: [FlowTag], now: UInt64,
+                        packets: UInt64 = 0, bytes: UInt64 = 0) -> Int32 {
         let s = subtableIndex(for: match.mask)
         let hash = match.key.hash64
         let existing = subtables[s].map.find(match.key, hash: hash, flows: slots)
@@ -365,8 +366,8 @@ public final class FlowTable {
         p.pointee.installedAt = now
         let h = hot + Int(f)
         h.pointee.lastUsed = now
-        h.pointee.packets = 0
-        h.pointee.bytes = 0
+        h.pointee.packets = packets
+        h.pointee.bytes = bytes
         let a = UnsafeMutableBufferPointer<FlowAction>.allocate(capacity: max(1, actions.count))
         _ = a.initialize(from: actions)
         h.pointee.actions = a.baseAddress

@@ -67,6 +67,12 @@ public struct Topology: Sendable {
 
     public init() {}
 
+    /// Continues the version sequence of a previous run (the store records it), so a
+    /// restarted agent never reports a version it has already used.
+    public mutating func restore(version: UInt64) {
+        self.version = max(self.version, version)
+    }
+
     // MARK: lookups
 
     /// Resolves an ID string or a name of `kind`.

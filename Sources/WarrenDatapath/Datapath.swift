@@ -376,7 +376,9 @@ public final class Datapath: @unchecked Sendable {
             }
         }
         if result.cacheable {
-            return table.install(result.match, actions: result.actions, tags: result.tags, now: now)
+            // The packet that created the flow counts as its first.
+            return table.install(result.match, actions: result.actions, tags: result.tags, now: now,
+                                 packets: 1, bytes: UInt64(frame.count))
         }
         if !result.actions.isEmpty {
             var sink = TxSink(datapath: self)

@@ -25,25 +25,32 @@ public final class SocketPacketIO: PacketIO {
 
     public init(interface: String, namespace: String? = nil) throws {
         socket = try PacketSocket(interface: interface, namespace: namespace,
-                                  options: PacketSocket.Options(vnetHeader: true, receiveBufferSize: 4 << 20, sendBufferSize: 4 << 20))
+                                  options: SocketPacketIO.options)
     }
 
+    static let options: PacketSocket.Options = {
+        var o = PacketSocket.Options(vnetHeader: true, receiveBufferSize: 4 << 20, sendBufferSize: 4 << 20)
+        o.auxData = true  // the kernel strips 802.1Q tags into metadata; we put them back
+        return o
+    }()
+
     /// The iovec description of `batch`, built once per batch object.
-    private func messages(_ batch: PacketBatch, _ cached: inout (batch: PacketBatch, io: MultiMessageBatch)?) -> MultiMessageBatch {
+    private func messages(_ batch: PacketBatch, _ cached: inout (batch: PacketBatch, io: MultiMessageBatch)?, receiving: Bool) -> MultiMessageBatch {
         if let c = cached, c.batch === batch { return c.io }
-        let io = MultiMessageBatch(capacity: batch.capacity, frames: batch.frames, slotSize: batch.slotSize, headers: batch.headers)
+        let io = MultiMessageBatch(capacity: batch.capacity, frames: batch.frames, slotSize: batch.slotSize, headers: batch.headers,
+                                   restoreVLANTags: receiving)
         cached = (batch, io)
         return io
     }
 
     public func receive(into batch: PacketBatch, truncated: inout Int) -> Int {
-        let io = messages(batch, &rx)
+        let io = messages(batch, &rx, receiving: true)
         return (try? io.receive(from: socket, lengths: batch.lengths, truncated: &truncated)) ?? 0
     }
 
     public func send(_ batch: PacketBatch) -> Int {
         guard batch.count > 0 else { return 0 }
-        let io = messages(batch, &tx)
+        let io = messages(batch, &tx, receiving: false)
         return (try? io.send(on: socket, count: batch.count, lengths: batch.lengths)) ?? 0
     }
 

@@ -34,6 +34,9 @@ public final class PacketSocket: @unchecked Sendable {
         public var receiveBufferSize: Int?
         /// Send buffer in bytes (SO_SNDBUFFORCE), nil for the default.
         public var sendBufferSize: Int?
+        /// Receive packet metadata (PACKET_AUXDATA): needed to see 802.1Q tags, which the
+        /// kernel strips from received frames (`MultiMessageBatch(restoreVLANTags:)`).
+        public var auxData = false
 
         /// Options for a datapath port: promiscuous, ignoring outgoing, bypassing the qdisc.
         public init(promiscuous: Bool = true, ignoreOutgoing: Bool = true, qdiscBypass: Bool = true,
@@ -73,6 +76,13 @@ public final class PacketSocket: @unchecked Sendable {
             let place = namespace.map { " in \($0)" } ?? ""
             throw SystemCallError("opening a packet socket on \(interface)\(place) (\(String(cString: cwarren_packet_step_name(step))))", errno: -rc)
         }
+        if options.auxData {
+            let a = cwarren_packet_enable_auxdata(rc)
+            if a < 0 {
+                _ = Glibc.close(rc)
+                throw SystemCallError("enabling PACKET_AUXDATA on \(interface)", errno: -a)
+            }
+        }
         fd = rc
         ifindex = index
         interfaceName = interface
@@ -110,9 +120,17 @@ public final class MultiMessageBatch {
     private let iovecs: UnsafeMutablePointer<iovec>
     private let frames: UnsafeMutableRawPointer
     private let headers: UnsafeMutableRawPointer?
+    /// Control buffers for PACKET_AUXDATA, when VLAN tags are restored.
+    private let control: UnsafeMutableRawPointer?
+    private let controlSize: Int
+    /// Received frames whose 802.1Q tag did not fit back into the slot.
+    public private(set) var vlanTagsLost = 0
 
     /// Prepares `capacity` slots. Pass `headers` exactly when the socket uses vnet headers.
-    public init(capacity: Int, frames: UnsafeMutableRawPointer, slotSize: Int, headers: UnsafeMutableRawPointer?) {
+    /// With `restoreVLANTags` (the socket must use `Options.auxData`), received frames get
+    /// back the 802.1Q tag the kernel stripped into metadata.
+    public init(capacity: Int, frames: UnsafeMutableRawPointer, slotSize: Int, headers: UnsafeMutableRawPointer?,
+                restoreVLANTags: Bool = false) {
         precondition(capacity > 0 && slotSize > 0, "MultiMessageBatch needs at least one slot of at least one byte")
         self.capacity = capacity
         self.slotSize = slotSize
@@ -123,11 +141,14 @@ public final class MultiMessageBatch {
         let perMessage = headers == nil ? 1 : 2
         iovecs = .allocate(capacity: capacity * perMessage)
         cwarren_mmsg_setup(messages, iovecs, UInt32(capacity), frames, slotSize, headers, VirtioNetHeader.size)
+        controlSize = restoreVLANTags ? cwarren_auxdata_control_size() : 0
+        control = restoreVLANTags ? .allocate(byteCount: controlSize * capacity, alignment: 16) : nil
     }
 
     deinit {
         messages.deallocate()
         iovecs.deallocate()
+        control?.deallocate()
     }
 
     /// Receives up to `min(capacity, limit)` frames without blocking. Stores each frame's
@@ -137,12 +158,16 @@ public final class MultiMessageBatch {
                         limit: Int = .max) throws -> Int {
         let count = UInt32(min(capacity, limit))
         cwarren_mmsg_reset_lengths(messages, count, slotSize)
+        if let control { cwarren_mmsg_reset_control(messages, count, control, controlSize) }
         let n = cwarren_recvmmsg(socket.fd, messages, count, cwarren_msg_dontwait() | cwarren_msg_trunc())
         if n < 0 {
             if -n == EAGAIN || -n == EWOULDBLOCK || -n == EINTR { return 0 }
             throw SystemCallError("receiving on \(socket.interfaceName)", errno: -n)
         }
         truncated += Int(cwarren_mmsg_get_lengths(messages, UInt32(n), hasHeaders ? VirtioNetHeader.size : 0, slotSize, lengths))
+        if control != nil {
+            vlanTagsLost += Int(cwarren_mmsg_restore_vlan(messages, UInt32(n), frames, slotSize, lengths))
+        }
         return Int(n)
     }
 

@@ -115,6 +115,24 @@ unsigned cwarren_mmsg_get_lengths(const void *msgvec, unsigned count, size_t hea
 /// Resets the frame iovec of each of `count` messages to `slot_size` bytes (before RX).
 void cwarren_mmsg_reset_lengths(void *msgvec, unsigned count, size_t slot_size);
 
+// MARK: VLAN tags on receive
+// The kernel strips a received frame's 802.1Q tag into packet metadata; a packet socket
+// sees it only through PACKET_AUXDATA control messages. These put the tag back.
+
+/// setsockopt(PACKET_AUXDATA, 1). 0 or -errno.
+int cwarren_packet_enable_auxdata(int fd);
+/// Bytes of control buffer one message needs for its tpacket_auxdata.
+size_t cwarren_auxdata_control_size(void);
+/// Points message i's control buffer at `control + i * control_size` and resets its
+/// length (call before every receive).
+void cwarren_mmsg_reset_control(void *msgvec, unsigned count, void *control, size_t control_size);
+/// After receiving `count` messages into slots of `slot_size` at `frames`: re-inserts
+/// each stripped 802.1Q tag (TPID and TCI from the auxdata) after the MAC addresses,
+/// growing `lengths[i]` by 4. Frames without room for the tag are left alone and
+/// counted. Returns how many tags could not be restored.
+unsigned cwarren_mmsg_restore_vlan(const void *msgvec, unsigned count, void *frames, size_t slot_size,
+                                   size_t *lengths);
+
 /// recvmmsg(fd, msgvec, vlen, flags, NULL): number received or -errno.
 int cwarren_recvmmsg(int fd, void *msgvec, unsigned vlen, int flags);
 /// sendmmsg(fd, msgvec, vlen, flags): number sent or -errno.
