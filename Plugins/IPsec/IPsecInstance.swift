@@ -35,12 +35,6 @@ func ensureAddress(_ nl: Netlink, _ cidr: String, on ifname: String) throws {
     if try !nl.addresses(on: ifname).contains(cidr) { try nl.addAddress(cidr, to: ifname) }
 }
 
-/// Serializes the creation of namespace veths (see buildNamespace).
-actor VethCreation {
-    static let shared = VethCreation()
-    func run(_ body: @Sendable () throws -> Void) throws { try body() }
-}
-
 /// One CHILD_SA of an instance.
 public struct TunnelChild: Codable, Sendable, Hashable {
     public var name: String
@@ -157,6 +151,9 @@ public actor IPsecInstance {
                               packetsIn: 0, packetsOut: 0, lastChange: IPsecInstance.now(), lastChangeReason: "created")
     }
 
+    /// The if_id binding SAs to the instance's XFRM interface (one instance per namespace).
+    static let xfrmInterfaceID: UInt32 = 1
+
     public static func now() -> String {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
@@ -201,16 +198,17 @@ public actor IPsecInstance {
             try NetworkNamespace.create(ns)
         }
         let inNS = try Netlink(namespace: ns)
-        // The namespace ends are created as out0/in0 in the host namespace, then moved:
-        // instances are built concurrently, so creation is serialized (two out0 at once
-        // would collide before either moved).
-        let plan = self.plan
-        try await VethCreation.shared.run {
-            for (hostEnd, inside) in [(plan.outsideInterface, "out0"), (plan.insideInterface, "in0")] {
-                guard try inNS.link(named: inside) == nil else { continue }
-                if try host.link(named: hostEnd) != nil { try host.deleteLink(hostEnd) }
-                try host.createVethPair(hostEnd, peer: inside, peerNamespace: ns)
-            }
+        // The namespace ends are created directly in the namespace (no name clash between
+        // instances built concurrently).
+        for (hostEnd, inside) in [(plan.outsideInterface, "out0"), (plan.insideInterface, "in0")] {
+            guard try inNS.link(named: inside) == nil else { continue }
+            if try host.link(named: hostEnd) != nil { try host.deleteLink(hostEnd) }
+            try host.createVethPair(hostEnd, peer: inside, peerNamespace: ns)
+        }
+        // Kernel ESP: an XFRM interface carries the tunnel (SAs bound to it by if_id);
+        // with kernel-libipsec, charon creates its own TUN "ipsec0".
+        if settings.resolvedBackend == "xfrm", try inNS.link(named: "ipsec0") == nil {
+            try inNS.createXfrmInterface("ipsec0", ifID: IPsecInstance.xfrmInterfaceID)
         }
         try host.setLinkUp(plan.outsideInterface, true)
         try host.setLinkUp(plan.insideInterface, true)
@@ -279,7 +277,9 @@ public actor IPsecInstance {
                         // charon only clears on DPD; the restart is ours (superviseLoop re-initiates).
                         // charon's own "restart" re-uses reqids, and with several CHILD_SAs
                         // libipsec then sent traffic into the wrong SA (seen in the policy-peer test).
-                        dpdAction: .clear, startAction: .none, closeAction: .none)
+                        dpdAction: .clear, startAction: .none, closeAction: .none,
+                        ifIdIn: settings.resolvedBackend == "xfrm" ? IPsecInstance.xfrmInterfaceID : nil,
+                        ifIdOut: settings.resolvedBackend == "xfrm" ? IPsecInstance.xfrmInterfaceID : nil)
         }
         return ConnectionConfig(name: "tunnel", version: p.ikeVersion == 1 ? .ikev1 : p.ikeVersion == 2 ? .ikev2 : .any,
                                 localAddrs: [p.publicIp.description], remoteAddrs: [p.peerIp.description],
@@ -359,7 +359,7 @@ public actor IPsecInstance {
     /// for the hold time; restored (with the routes into the tunnel) when it returns. The
     /// TUN itself stays up — libipsec cannot install a CHILD_SA on a down device.
     private func setTunnel(up: Bool) async {
-        guard settings.resolvedBackend == "libipsec", tunUp != up else { return }
+        guard tunUp != up else { return }
         do {
             let nl = try Netlink(namespace: plan.namespace)
             guard try nl.link(named: "ipsec0") != nil else { return }
@@ -429,7 +429,7 @@ public actor IPsecInstance {
         let old = plan
         plan = new
         let nl = try Netlink(namespace: plan.namespace)
-        if old.tunnelAddress != new.tunnelAddress, settings.resolvedBackend == "libipsec", try nl.link(named: "ipsec0") != nil {
+        if old.tunnelAddress != new.tunnelAddress, try nl.link(named: "ipsec0") != nil {
             if let a = old.tunnelAddress { try nl.deleteAddress(a.description, from: "ipsec0") }
             if let a = new.tunnelAddress, tunUp == true { try ensureAddress(nl, a.description, on: "ipsec0") }
         }

@@ -53,9 +53,12 @@ public struct IPsecSettings: Codable, Sendable {
     public var resolvedBackend: String {
         switch backend ?? "auto" {
         case "libipsec", "xfrm": return backend!
-        default: return IPsecSettings.kernelHasESP() ? "xfrm" : "libipsec"
+        default: return IPsecSettings.probedBackend
         }
     }
+
+    /// What this host supports, probed once per process.
+    static let probedBackend = kernelHasESP() ? "xfrm" : "libipsec"
 
     /// Probes for kernel ESP and XFRM interfaces (loaded, built in, or loadable).
     static func kernelHasESP() -> Bool {

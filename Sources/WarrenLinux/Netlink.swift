@@ -162,6 +162,21 @@ public final class Netlink: @unchecked Sendable {
         }
     }
 
+    /// Creates an XFRM interface `name` with `ifID` (route-based kernel IPsec: SAs and
+    /// policies carrying the same if_id use it), in this handle's namespace. Hosts without
+    /// XFRM interfaces refuse it ("operation not supported").
+    public func createXfrmInterface(_ name: String, ifID: UInt32) throws {
+        try validateInterfaceName(name)
+        let op = "creating XFRM interface \(name) (if_id \(ifID))"
+        try locked {
+            guard let link = rtnl_link_xfrmi_alloc() else { throw SystemCallError(op, errno: ENOMEM) }
+            defer { rtnl_link_put(link) }
+            rtnl_link_set_name(link, name)
+            _ = rtnl_link_xfrmi_set_if_id(link, ifID)
+            try check(op, rtnl_link_add(socket, link, NLM_F_CREATE | NLM_F_EXCL))
+        }
+    }
+
     /// Creates a persistent TAP interface (via /dev/net/tun, TUNSETPERSIST) in this namespace.
     public func createTap(_ name: String) throws {
         try validateInterfaceName(name)
