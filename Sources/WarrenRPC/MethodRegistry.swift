@@ -146,6 +146,11 @@ public final class MethodRegistry: Sendable {
                 // A custom init(from:) threw its own error type: it is about the params.
                 throw RPCError.invalidParams(field: nil, reason: String(describing: error))
             }
+            // A misspelled optional field must not silently fall back to its default:
+            // whatever the params type did not read is refused, by name.
+            if let encoded = try? JSONValueEncoder().encode(decoded), let unknown = unknownField(object, encoded, path: "") {
+                throw RPCError.invalidParams(field: unknown, reason: "unknown field (not a parameter of \(name))")
+            }
             let result = try await handler(decoded, context)
             do {
                 return try JSONValueEncoder().encode(result)
@@ -391,4 +396,27 @@ public final class MethodRegistry: Sendable {
 struct MethodResultEncodingFailure: Error {
     let method: String
     let underlying: Error
+}
+
+/// The first key of `input` (a path like "ipsecPairingA.dhgroup" or "items[2].x") that the
+/// decoded-and-re-encoded params do not have — a field the params type does not know.
+/// Keys whose value is null are ignored (an optional set to null is simply absent).
+func unknownField(_ input: JSONValue, _ known: JSONValue, path: String) -> String? {
+    switch (input, known) {
+    case (.object(let i), .object(let k)):
+        for key in i.keys.sorted() {
+            guard let value = i[key], !value.isNull else { continue }
+            let p = path.isEmpty ? key : path + "." + key
+            guard let kv = k[key] else { return p }
+            if let deeper = unknownField(value, kv, path: p) { return deeper }
+        }
+        return nil
+    case (.array(let i), .array(let k)) where i.count == k.count:
+        for (n, pair) in zip(i, k).enumerated() {
+            if let deeper = unknownField(pair.0, pair.1, path: "\(path)[\(n)]") { return deeper }
+        }
+        return nil
+    default:
+        return nil
+    }
 }

@@ -147,7 +147,7 @@ def test_validation_errors(cs_lab):
     for i in range(3):
         s = v.static_spec("csb", f"extra{i}")
         s["remoteSubnets"] = [f"100.64.{230 + i}.0/24"]
-        s["ipsecPairing"].update(publicIp=f"203.0.113.{40 + i}", peerIp=f"198.51.100.{40 + i}", initiator=False, passive=True)
+        s["ipsecPairing"].update(publicIp=f"203.0.113.{40 + i}", peerIp=f"198.51.100.{40 + i}", passive=True)
         v.agent.call("vpn.static.create", s)
     s = v.static_spec("csb", "extra9"); s["remoteSubnets"] = ["100.64.240.0/24"]
     s["ipsecPairing"].update(publicIp="203.0.113.49", peerIp="198.51.100.49")
