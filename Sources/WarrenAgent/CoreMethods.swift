@@ -43,11 +43,17 @@ struct RouterCreateParams: Codable, Sendable {
     var arpAgingSeconds: UInt32?
 }
 
-struct DeviceUpdateParams: Codable, Sendable {
+struct BridgeUpdateParams: Codable, Sendable {
     /// ID or name.
     var id: String
     var adminUp: Bool?
     var macAgingSeconds: UInt32?
+}
+
+struct RouterUpdateParams: Codable, Sendable {
+    /// ID or name.
+    var id: String
+    var adminUp: Bool?
     var arpAgingSeconds: UInt32?
 }
 
@@ -220,7 +226,7 @@ public enum CoreMethods {
             let t = await network.topology
             return ListResult(items: t.routers.values.sorted { $0.name < $1.name }.map { t.routerView($0) })
         })
-        registry.register("bridge.update", summary: "Change a bridge's admin state or MAC aging time.", params: DeviceUpdateParams.self, result: BridgeView.self, handler: mapped { p in
+        registry.register("bridge.update", summary: "Change a bridge's admin state or MAC aging time.", params: BridgeUpdateParams.self, result: BridgeView.self, handler: mapped { p in
             let id = try CoreMethods.resolve(await network.topology, .bridge, p.id, field: "id")
             let t = try await network.mutate(touching: [ResourceRef(.bridge, id)], event: "bridge.updated") { t throws(TopologyError) in
                 var b = t.bridges[id]!
@@ -230,7 +236,7 @@ public enum CoreMethods {
             }
             return t.bridgeView(t.bridges[id]!)
         })
-        registry.register("router.update", summary: "Change a router's admin state or ARP aging time.", params: DeviceUpdateParams.self, result: RouterView.self, handler: mapped { p in
+        registry.register("router.update", summary: "Change a router's admin state or ARP aging time.", params: RouterUpdateParams.self, result: RouterView.self, handler: mapped { p in
             let id = try CoreMethods.resolve(await network.topology, .router, p.id, field: "id")
             let t = try await network.mutate(touching: [ResourceRef(.router, id)], event: "router.updated") { t throws(TopologyError) in
                 var r = t.routers[id]!
