@@ -493,7 +493,7 @@ FIELD_MEANING = {
     "destination": "destination prefix",
     "nextHopPort": "ID of the port it leaves through",
     "nextHopPortName": "its name",
-    "nextHopGateway": "the next hop's address (omitted: on-link)",
+    "nextHopGateway": "the next hop's address; on-link routes have none",
     "weight": "lower wins; equal weights share",
     "source": "`connected` (from a port address), `static` (route.add or a plugin), `learned` (BGP)",
     "owner": "the plugin that owns it (such routes are changed through the plugin)",
