@@ -141,7 +141,7 @@ public final class Agent: Sendable {
             let parts = l.split(separator: ":")
             http = (String(parts[0]), Int(parts[1])!)
         }
-        let exporter = MetricsExporter(registry: registry, datapath: datapath)
+        let exporter = MetricsExporter(registry: registry, datapath: datapath, network: network)
         var serverConfig = RPCServer.Configuration(unixSocketPath: c.socketPath)
         serverConfig.http = http
         serverConfig.bearerToken = token
@@ -210,12 +210,14 @@ struct PeriodicService: Service {
 actor MetricsExporter {
     let registry: PrometheusCollectorRegistry
     let datapath: Datapath?
+    let network: Network?
     private var counters: [String: (Prometheus.Counter, UInt64)] = [:]
     private var gauges: [String: Prometheus.Gauge] = [:]
 
-    init(registry: PrometheusCollectorRegistry, datapath: Datapath?) {
+    init(registry: PrometheusCollectorRegistry, datapath: Datapath?, network: Network? = nil) {
         self.registry = registry
         self.datapath = datapath
+        self.network = network
     }
 
     func render() async -> String {
@@ -237,6 +239,10 @@ actor MetricsExporter {
     }
 
     func update() async {
+        if let network {
+            counter("warren_store_commits_total", [], await network.commits)
+            counter("warren_mutations_total", [], await network.committedMutations)
+        }
         guard let dp = datapath else { return }
         let s = await dp.currentStatistics()
         let f = s.flowTable

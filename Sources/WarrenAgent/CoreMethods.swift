@@ -201,14 +201,14 @@ public enum CoreMethods {
             let t = try await network.mutate(touching: [ResourceRef(.bridge, id)], event: "bridge.created") { t throws(TopologyError) in
                 try t.addBridge(Bridge(id: id, name: p.name, adminUp: p.adminUp ?? true, macAgingSeconds: p.macAgingSeconds ?? 300))
             }
-            return t.bridgeView(t.bridges[id]!)
+            return t.bridgeView(try t.bridges[id].existing(.bridge, id))
         })
         registry.register("router.create", summary: "Create a virtual router.", params: RouterCreateParams.self, result: RouterView.self, handler: mapped { p in
             let id = await network.newID()
             let t = try await network.mutate(touching: [ResourceRef(.router, id)], event: "router.created") { t throws(TopologyError) in
                 try t.addRouter(Router(id: id, name: p.name, adminUp: p.adminUp ?? true, arpAgingSeconds: p.arpAgingSeconds ?? 300))
             }
-            return t.routerView(t.routers[id]!)
+            return t.routerView(try t.routers[id].existing(.router, id))
         })
         registry.register("bridge.get", summary: "Get a bridge by ID or name.", params: ResourceSelector.self, result: BridgeView.self, handler: mapped { p in
             let t = await network.topology
@@ -229,22 +229,22 @@ public enum CoreMethods {
         registry.register("bridge.update", summary: "Change a bridge's admin state or MAC aging time.", params: BridgeUpdateParams.self, result: BridgeView.self, handler: mapped { p in
             let id = try CoreMethods.resolve(await network.topology, .bridge, p.id, field: "id")
             let t = try await network.mutate(touching: [ResourceRef(.bridge, id)], event: "bridge.updated") { t throws(TopologyError) in
-                var b = t.bridges[id]!
+                var b = try t.bridges[id].existing(.bridge, id)
                 if let v = p.adminUp { b.adminUp = v }
                 if let v = p.macAgingSeconds { b.macAgingSeconds = v }
                 return try t.updateBridge(b)
             }
-            return t.bridgeView(t.bridges[id]!)
+            return t.bridgeView(try t.bridges[id].existing(.bridge, id))
         })
         registry.register("router.update", summary: "Change a router's admin state or ARP aging time.", params: RouterUpdateParams.self, result: RouterView.self, handler: mapped { p in
             let id = try CoreMethods.resolve(await network.topology, .router, p.id, field: "id")
             let t = try await network.mutate(touching: [ResourceRef(.router, id)], event: "router.updated") { t throws(TopologyError) in
-                var r = t.routers[id]!
+                var r = try t.routers[id].existing(.router, id)
                 if let v = p.adminUp { r.adminUp = v }
                 if let v = p.arpAgingSeconds { r.arpAgingSeconds = v }
                 return try t.updateRouter(r)
             }
-            return t.routerView(t.routers[id]!)
+            return t.routerView(try t.routers[id].existing(.router, id))
         })
         for kind in [ResourceKind.bridge, .router] {
             registry.register("\(kind.rawValue).delete", summary: "Delete a \(kind.rawValue) (it must have no ports).", params: ResourceSelector.self, result: EmptyResult.self, handler: mapped { p in
@@ -267,7 +267,7 @@ public enum CoreMethods {
                 try t.addPort(Port(id: id, name: p.name, device: device, adminUp: p.adminUp ?? true, address: p.address,
                                    mac: mac ?? generated, vlan: p.vlan, mssClamp: p.mssClamp))
             }
-            return t.portView(t.ports[id]!)
+            return t.portView(try t.ports[id].existing(.port, id))
         })
         registry.register("port.get", summary: "Get a port by ID or name.", params: ResourceSelector.self, result: PortView.self, handler: mapped { p in
             let t = await network.topology
@@ -287,7 +287,7 @@ public enum CoreMethods {
                     try t.setBinding(a, .interior(peer: b))
                 }
             }
-            return LinkResult(port: t.portView(t.ports[a]!), peer: t.portView(t.ports[b]!))
+            return LinkResult(port: t.portView(try t.ports[a].existing(.port, a)), peer: t.portView(try t.ports[b].existing(.port, b)))
         })
         registry.register("port.bind", summary: "Bind a port to a host interface (it becomes exterior).", params: PortBindParams.self, result: PortView.self, handler: mapped { p in
             let t0 = await network.topology
@@ -299,7 +299,7 @@ public enum CoreMethods {
                     try t.setBinding(a, .exterior(interface: p.interface))
                 }
             }
-            return t.portView(t.ports[a]!)
+            return t.portView(try t.ports[a].existing(.port, a))
         })
         registry.register("port.unbind", summary: "Detach a port from its interface or peer.", params: ResourceSelector.self, result: EmptyResult.self, handler: mapped { p in
             let t0 = await network.topology
@@ -314,13 +314,13 @@ public enum CoreMethods {
         registry.register("port.update", summary: "Change a port's admin state, access VLAN or MSS clamp.", params: PortUpdateParams.self, result: PortView.self, handler: mapped { p in
             let a = try CoreMethods.resolve(await network.topology, .port, p.id, field: "id")
             let t = try await network.mutate(touching: [ResourceRef(.port, a)], event: "port.updated") { t throws(TopologyError) in
-                var port = t.ports[a]!
+                var port = try t.ports[a].existing(.port, a)
                 if let v = p.adminUp { port.adminUp = v }
                 if let v = p.vlan { port.vlan = v == 0 ? nil : v }
                 if let v = p.mssClamp { port.mssClamp = v == 0 ? nil : v }
                 return try t.updatePort(port)
             }
-            return t.portView(t.ports[a]!)
+            return t.portView(try t.ports[a].existing(.port, a))
         })
         registry.register("port.delete", summary: "Delete a port (unlinking its peer).", params: ResourceSelector.self, result: EmptyResult.self, handler: mapped { p in
             let t0 = await network.topology
@@ -343,7 +343,7 @@ public enum CoreMethods {
                 try t.addRoute(Route(id: id, router: router, destination: p.destination, nextHopPort: port,
                                      nextHopGateway: p.nextHopGateway, weight: p.weight ?? 100, source: .static))
             }
-            return t.routeView(t.routes[id]!)
+            return t.routeView(try t.routes[id].existing(.route, id))
         })
         registry.register("route.delete", summary: "Delete a static route.", params: RouteSelectorParams.self, result: EmptyResult.self, handler: mapped { p in
             let t0 = await network.topology
@@ -380,7 +380,7 @@ public enum CoreMethods {
             let t = try await network.mutate(touching: [ResourceRef(.chain, id)], event: "chain.created") { t throws(TopologyError) in
                 try t.addChain(Chain(id: id, name: p.name, defaultAction: p.defaultAction ?? .accept))
             }
-            return t.chainView(t.chains[id]!)
+            return t.chainView(try t.chains[id].existing(.chain, id))
         })
         registry.register("chain.get", summary: "Get a chain and its rules.", params: ResourceSelector.self, result: ChainView.self, handler: mapped { p in
             let t = await network.topology
@@ -410,12 +410,14 @@ public enum CoreMethods {
                 if let v = m.vlan, v == 0 || v > 4094 { throw RPCError.invalidParams(field: "match.vlan", reason: "must be 1…4094") }
             }
             let t = try await network.mutate(touching: [ResourceRef(.chain, chainID)], event: "rule.added") { t throws(TopologyError) in
-                var c = t.chains[chainID]!
+                var c = try t.chains[chainID].existing(.chain, chainID)
                 let rule = Rule(id: ruleID, match: p.match ?? RuleMatch(), action: p.action, name: p.name)
-                c.rules.insert(rule, at: p.position ?? c.rules.count)
+                let position = p.position ?? c.rules.count
+                guard position <= c.rules.count else { throw .invalid(field: "position", reason: "must be 0…\(c.rules.count)") }
+                c.rules.insert(rule, at: position)
                 return try t.updateChain(c)
             }
-            return t.chainView(t.chains[chainID]!)
+            return t.chainView(try t.chains[chainID].existing(.chain, chainID))
         })
         registry.register("rule.delete", summary: "Delete a rule from a chain.", params: RuleDeleteParams.self, result: ChainView.self, handler: mapped { p in
             let t0 = await network.topology
@@ -424,11 +426,11 @@ public enum CoreMethods {
                 throw RPCError.notFound(field: "id", reason: "no rule \"\(p.id.prefix(80))\" in chain \(t0.chains[chainID]!.name)")
             }
             let t = try await network.mutate(touching: [ResourceRef(.chain, chainID)], event: "rule.deleted") { t throws(TopologyError) in
-                var c = t.chains[chainID]!
+                var c = try t.chains[chainID].existing(.chain, chainID)
                 c.rules.removeAll { $0.id == rule.id }
                 return try t.updateChain(c)
             }
-            return t.chainView(t.chains[chainID]!)
+            return t.chainView(try t.chains[chainID].existing(.chain, chainID))
         })
         registry.register("chain.attach", summary: "Attach a chain to a port (inbound/outbound) or router (preRouting/postRouting); no chain detaches.", params: ChainAttachParams.self, result: ChainView?.self, handler: mapped { p in
             let t0 = await network.topology
@@ -437,19 +439,19 @@ public enum CoreMethods {
             case (let port?, nil, .inbound), (let port?, nil, .outbound):
                 let id = try CoreMethods.resolve(t0, .port, port, field: "port")
                 let t = try await network.mutate(touching: [ResourceRef(.port, id)], event: "chain.attached") { t throws(TopologyError) in
-                    var x = t.ports[id]!
+                    var x = try t.ports[id].existing(.port, id)
                     if p.hook == .inbound { x.inboundChain = chainID } else { x.outboundChain = chainID }
                     return try t.updatePort(x)
                 }
-                return chainID.map { t.chainView(t.chains[$0]!) }
+                return try chainID.map { id throws(TopologyError) in t.chainView(try t.chains[id].existing(.chain, id)) }
             case (nil, let router?, .preRouting), (nil, let router?, .postRouting):
                 let id = try CoreMethods.resolve(t0, .router, router, field: "router")
                 let t = try await network.mutate(touching: [ResourceRef(.router, id)], event: "chain.attached") { t throws(TopologyError) in
-                    var x = t.routers[id]!
+                    var x = try t.routers[id].existing(.router, id)
                     if p.hook == .preRouting { x.preRoutingChain = chainID } else { x.postRoutingChain = chainID }
                     return try t.updateRouter(x)
                 }
-                return chainID.map { t.chainView(t.chains[$0]!) }
+                return try chainID.map { id throws(TopologyError) in t.chainView(try t.chains[id].existing(.chain, id)) }
             default:
                 throw RPCError.invalidParams(field: "hook", reason: "give a port with inbound/outbound, or a router with preRouting/postRouting")
             }
@@ -470,7 +472,7 @@ public enum CoreMethods {
             let t = await network.topology
             let port = try CoreMethods.resolve(t, .port, p.port, field: "port")
             let learned = await datapath?.learnedState() ?? LearnedState()
-            return try PacketTracer.trace(topology: t, learned: learned, port: t.ports[port]!, packet: p.packet, now: now())
+            return try PacketTracer.trace(topology: t, learned: learned, port: try t.ports[port].existing(.port, port), packet: p.packet, now: now())
         })
         registry.register("flow.list", summary: "Installed flows with their match, actions and counters.", params: LimitParams.self, result: ListResult<FlowView>.self, handler: mapped { p in
             guard let dp = datapath else { throw RPCError.unavailable(reason: "the datapath is disabled in this agent's configuration") }
@@ -484,5 +486,14 @@ public enum CoreMethods {
             guard let dp = datapath else { throw RPCError.unavailable(reason: "the datapath is disabled in this agent's configuration") }
             return FlowStatsView(await dp.currentStatistics())
         })
+    }
+}
+
+extension Optional {
+    /// The resource looked up after an `await`: a concurrent mutation may have deleted it
+    /// meanwhile, which is a clean not-found error rather than a crash.
+    func existing(_ kind: ResourceKind, _ id: ResourceID) throws(TopologyError) -> Wrapped {
+        guard let v = self else { throw .notFound(kind: kind, field: "id", value: "\(id) (deleted meanwhile)") }
+        return v
     }
 }

@@ -1,12 +1,15 @@
 // Network: the agent's authoritative virtual topology, kept in step with the store
 // and the datapath.
 //
-// Every mutation runs the same way (`mutate`): apply the change to a copy of the
-// topology (WarrenCore validates and returns the flow tags it invalidates); write the
-// touched resources to the store in one transaction; only then swap the copy in, hand
-// the new topology and the tags to the datapath, and publish an event. If validation
-// or the store write fails, nothing changed anywhere — that is what lets a mutation be
-// acknowledged only after it is committed and never half-applied.
+// Every mutation runs the same way (`mutate`): apply the change to the working copy of
+// the topology (WarrenCore validates and returns the flow tags it invalidates); write the
+// touched resources to the store in one transaction — shared by every mutation that
+// arrived while the previous transaction ran (group commit); only then make the batch's
+// topology current, hand it and the tags to the datapath, publish the events and
+// acknowledge. Readers see only committed state. If validation fails, nothing changed; if
+// the store write fails, the whole batch fails and the working copy is rebuilt from the
+// committed topology — that is what lets a mutation be acknowledged only after it is
+// committed and never half-applied.
 //
 // Learned routes (from plugins) and connected routes (from port addresses) are not
 // stored: plugins re-inject learned routes when they start, connected routes follow
@@ -53,24 +56,123 @@ public actor Network {
 
     public func newMAC() -> MACAddress { .locallyAdministered(seed: generator.next()) }
 
-    /// Applies `change` to a copy of the topology, persists the resources in `touching`
-    /// (their new state, or their deletion), then makes the copy current.
+    /// A mutation applied to the working topology and waiting for its batch's commit.
+    private struct Pending {
+        let refs: [ResourceRef]
+        let event: String?
+        let change: Change
+        var tags: [FlowTag]
+        var version: UInt64
+        let continuation: CheckedContinuation<Topology, any Error>
+    }
+    public typealias Change = @Sendable (inout Topology) throws(TopologyError) -> [FlowTag]
+
+    /// The committed topology plus every change of `inflight` and `queued` (nil when equal to
+    /// `topology`). Changes apply to it in place, so a burst of mutations copies the topology
+    /// once per batch, not once per mutation.
+    private var working: Topology?
+    /// The batch whose store transaction is running now.
+    private var inflight: [Pending] = []
+    /// Mutations applied to `working` after `inflight` was cut; they form the next batch.
+    private var queued: [Pending] = []
+    private var committing = false
+    /// Store transactions committed and mutations acknowledged by them (their ratio is the
+    /// mean group-commit batch size); exported as Prometheus counters.
+    public private(set) var commits: UInt64 = 0
+    public private(set) var committedMutations: UInt64 = 0
+
+    /// Applies `change` to the working topology (WarrenCore validates; a refused change
+    /// changes nothing), then waits until the resources in `touching` (their new state, or
+    /// their deletion) are committed to the store, together with every other mutation that
+    /// arrived meanwhile (group commit: one transaction and one fsync per batch). Returns the
+    /// topology as committed — which may already hold later mutations of the same batch, so
+    /// callers look their resource up again and must not assume it still exists.
+    /// If the store write fails, every mutation of that batch fails and nothing of it stays.
     @discardableResult
     public func mutate(touching refs: [ResourceRef], event: String? = nil,
-                       _ change: (inout Topology) throws(TopologyError) -> [FlowTag]) throws -> Topology {
-        var copy = topology
-        let tags = try change(&copy)
-        var writes = try Network.writes(for: refs, in: copy)
-        if copy.version != topology.version {
-            writes.append(.put(kind: "meta", id: "topology", name: nil, body: try Store.encode(["version": copy.version])))
+                       _ change: @escaping Change) async throws -> Topology {
+        var w = working ?? topology
+        working = nil  // `w` is now the only reference: the change mutates it in place
+        let tags: [FlowTag]
+        do {
+            tags = try change(&w)
+        } catch {
+            working = rebuild()
+            throw error
         }
-        try store.write(writes)
-        topology = copy
-        sink?.apply(topology: copy, invalidate: tags)
-        if let event {
-            events.publish(topic: "topology", data: ["change": .string(event), "version": .int(Int64(copy.version))])
+        let version = w.version
+        working = w
+        return try await withCheckedThrowingContinuation { continuation in
+            queued.append(Pending(refs: refs, event: event, change: change, tags: tags, version: version, continuation: continuation))
+            if !committing {
+                committing = true
+                Task { await self.commitLoop() }
+            }
         }
-        return copy
+    }
+
+    /// The committed topology with the pending changes replayed (after a change failed
+    /// half-way on the working copy, or a batch's commit failed). A change that no longer
+    /// applies fails its caller.
+    private func rebuild() -> Topology? {
+        guard !inflight.isEmpty || !queued.isEmpty else { return nil }
+        var t = topology
+        for i in inflight.indices {
+            do { inflight[i].tags = try inflight[i].change(&t); inflight[i].version = t.version }
+            catch { logger.error("a committed-pending change no longer applies on replay", metadata: ["error": "\(error)"]) }
+        }
+        var kept: [Pending] = []
+        for var p in queued {
+            do { p.tags = try p.change(&t); p.version = t.version; kept.append(p) }
+            catch { p.continuation.resume(throwing: error) }
+        }
+        queued = kept
+        return t
+    }
+
+    /// Commits batches until none is queued: cuts `queued` into `inflight`, writes the final
+    /// state of every touched resource in one transaction (off the actor, so new mutations
+    /// queue up meanwhile), then makes it current, hands it to the datapath, publishes the
+    /// events in order and acknowledges each mutation.
+    private func commitLoop() async {
+        while !queued.isEmpty {
+            inflight = queued
+            queued = []
+            let snapshot = working ?? topology
+            let result: Result<Void, any Error>
+            do {
+                var seen = Set<ResourceRef>(), refs: [ResourceRef] = []
+                for p in inflight { for r in p.refs where seen.insert(r).inserted { refs.append(r) } }
+                var writes = try Network.writes(for: refs, in: snapshot)
+                if snapshot.version != topology.version {
+                    writes.append(.put(kind: "meta", id: "topology", name: nil, body: try Store.encode(["version": snapshot.version])))
+                }
+                let store = self.store
+                result = await Task.detached { Result { try store.write(writes) } }.value
+            } catch {
+                result = .failure(error)
+            }
+            let batch = inflight
+            inflight = []
+            switch result {
+            case .success:
+                topology = snapshot
+                if queued.isEmpty { working = nil }
+                commits += 1
+                committedMutations += UInt64(batch.count)
+                sink?.apply(topology: snapshot, invalidate: batch.flatMap(\.tags))
+                for p in batch {
+                    if let event = p.event {
+                        events.publish(topic: "topology", data: ["change": .string(event), "version": .int(Int64(p.version))])
+                    }
+                    p.continuation.resume(returning: snapshot)
+                }
+            case .failure(let error):
+                for p in batch { p.continuation.resume(throwing: error) }
+                working = rebuild()
+            }
+        }
+        committing = false
     }
 
     /// The store writes that make the stored state of `refs` match `topology`.
@@ -100,7 +202,9 @@ public actor Network {
                 break  // rules live inside their chain's record
             }
         }
-        return out
+        // Deletions first: a name freed and taken again within one batch must not collide
+        // with the (kind, name) unique index.
+        return out.filter { if case .delete = $0 { true } else { false } } + out.filter { if case .delete = $0 { false } else { true } }
     }
 
     /// Rebuilds the topology from stored records: devices and chains, then ports without

@@ -154,6 +154,95 @@ final class NetworkTests: XCTestCase {
         try again.store.close()
     }
 
+    /// Concurrent mutations share store transactions (group commit) without changing what
+    /// each caller sees: every name is taken exactly once, a change that fails half-way on
+    /// the working copy leaves nothing behind while its batch-mates commit, events come in
+    /// version order, and the store reloads the same topology.
+    func testConcurrentMutationsAreGroupCommittedCorrectly() async throws {
+        let dir = try makeTempDirectory(self)
+        let core = try AgentCore(directory: dir)
+        let sinkBefore = core.sink.count, eventsBefore = core.recorder.count
+        let outcomes = await withTaskGroup(of: (String, Bool).self) { group in
+            for i in 0..<100 {
+                for attempt in 0..<2 {
+                    group.addTask {
+                        do { _ = try await core.call("bridge.create", ["name": .string("n\(i)")]); return ("n\(i)", true) }
+                        catch let e as RPCError {
+                            XCTAssertEqual(e.code, -32002, "attempt \(attempt) of n\(i): \(e)")
+                            return ("n\(i)", false)
+                        } catch { XCTFail("\(error)"); return ("n\(i)", false) }
+                    }
+                }
+                if i % 10 == 0 {
+                    group.addTask {
+                        do {
+                            try await core.network.mutate(touching: [ResourceRef(.bridge, ResourceID(high: 7, low: UInt64(i)))]) { t throws(TopologyError) in
+                                _ = try t.addBridge(Bridge(id: ResourceID(high: 7, low: UInt64(i)), name: "half\(i)"))
+                                throw .invalid(field: "test", reason: "fails after a first step")
+                            }
+                            XCTFail("the change must fail")
+                        } catch {}
+                        return ("half", false)
+                    }
+                }
+            }
+            var out: [(String, Bool)] = []
+            for await o in group { out.append(o) }
+            return out
+        }
+        let created = outcomes.filter { $0.1 }.map(\.0)
+        XCTAssertEqual(created.count, 100, "exactly one of the two creates per name succeeds")
+        XCTAssertEqual(Set(created).count, 100)
+        let t = await core.network.topology
+        XCTAssertEqual(Set(t.bridges.values.map(\.name)), Set((0..<100).map { "n\($0)" }), "no half-applied change remains")
+        XCTAssertEqual(try core.store.count(kind: "bridge"), 100)
+        let sinkCalls = core.sink.count - sinkBefore
+        XCTAssertLessThan(sinkCalls, 100, "concurrent mutations were committed in batches")
+        XCTAssertEqual(core.sink.last?.version, t.version)
+        let events = core.recorder.all.dropFirst(eventsBefore).compactMap { $0.data["version"]?.intValue }
+        XCTAssertEqual(events.count, 100)
+        XCTAssertEqual(events, events.sorted(), "events are published in version order")
+        XCTAssertEqual(events.last, Int64(t.version))
+        try core.store.close()
+        let again = try AgentCore(directory: dir)
+        Self.assertSameConfiguration(t, await again.network.topology)
+        try again.store.close()
+    }
+
+    /// When a batch's transaction fails, every mutation of that batch fails and none of it
+    /// stays in memory; mutations of other batches are unaffected; memory equals the store.
+    func testFailedBatchLeavesMemoryEqualToStore() async throws {
+        let dir = try makeTempDirectory(self)
+        let core = try AgentCore(directory: dir)
+        try await core.store.pool.write { db in
+            try db.execute(sql: """
+                CREATE TRIGGER fail_router BEFORE INSERT ON resources WHEN NEW.kind = 'router'
+                BEGIN SELECT RAISE(ABORT, 'disk full'); END;
+                """)
+        }
+        let outcomes = await withTaskGroup(of: (String, Bool).self) { group in
+            for i in 0..<40 {
+                group.addTask {
+                    let kind = i % 2 == 0 ? "router" : "bridge"
+                    do { _ = try await core.call("\(kind).create", ["name": .string("\(kind)\(i)")]); return ("\(kind)\(i)", true) }
+                    catch { return ("\(kind)\(i)", false) }
+                }
+            }
+            var out: [(String, Bool)] = []
+            for await o in group { out.append(o) }
+            return out
+        }
+        XCTAssertFalse(outcomes.contains { $0.0.hasPrefix("router") && $0.1 }, "no router create can succeed")
+        let t = await core.network.topology
+        let acknowledged = Set(outcomes.filter(\.1).map(\.0))
+        XCTAssertEqual(Set(t.bridges.values.map(\.name)), acknowledged, "memory holds exactly the acknowledged bridges")
+        XCTAssertTrue(t.routers.isEmpty)
+        try core.store.close()
+        let again = try AgentCore(directory: dir)
+        Self.assertSameConfiguration(t, await again.network.topology)
+        try again.store.close()
+    }
+
     func testSuccessfulMutationReachesStoreDatapathAndSubscribers() async throws {
         let dir = try makeTempDirectory(self)
         let core = try AgentCore(directory: dir)
