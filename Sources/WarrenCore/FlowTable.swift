@@ -93,11 +93,24 @@ struct FlowSlot {
     @usableFromInline var subtable: Int32 = -1
     @usableFromInline var live = false
     @usableFromInline var installedAt: UInt64 = 0
-    @usableFromInline var tags: UnsafeMutableBufferPointer<FlowTag>
+    /// Index of the flow's interned program (actions and tags) in `FlowTable.programs`.
+    @usableFromInline var program: Int32 = -1
 
-    init() {
-        tags = UnsafeMutableBufferPointer(start: nil, count: 0)
-    }
+    init() {}
+}
+
+/// The actions and tags of one or more flows: flows with the same actions and tags (most
+/// flows of one traffic pattern — they differ only in their match) share one record.
+struct FlowProgramKey: Hashable {
+    var actions: [FlowAction]
+    var tags: [FlowTag]
+}
+
+struct FlowProgram {
+    var actions: UnsafeMutableBufferPointer<FlowAction>
+    var tags: UnsafeMutableBufferPointer<FlowTag>
+    var key: FlowProgramKey?
+    var users = 0
 }
 
 @usableFromInline
@@ -233,6 +246,9 @@ public final class FlowTable {
     @usableFromInline var emcContention = 0
 
     private var tagIndex: [FlowTag: [UInt64]] = [:]
+    private var programs: [FlowProgram] = []
+    private var programIndex: [FlowProgramKey: Int32] = [:]
+    private var freePrograms: [Int32] = []
     private var tagRefs = 0
     private var clockHand = 0
 
@@ -368,14 +384,12 @@ public final class FlowTable {
         h.pointee.lastUsed = now
         h.pointee.packets = packets
         h.pointee.bytes = bytes
-        let a = UnsafeMutableBufferPointer<FlowAction>.allocate(capacity: max(1, actions.count))
-        _ = a.initialize(from: actions)
-        h.pointee.actions = a.baseAddress
+        // A canonical tag order, so equal tag sets intern to one program.
+        let uniqueTags = Array(Set(tags)).sorted { $0.hashValue < $1.hashValue }
+        let program = intern(FlowProgramKey(actions: actions, tags: uniqueTags))
+        h.pointee.actions = programs[Int(program)].actions.baseAddress
         h.pointee.actionCount = Int32(actions.count)
-        let uniqueTags = Array(Set(tags))
-        let t = UnsafeMutableBufferPointer<FlowTag>.allocate(capacity: uniqueTags.count)
-        _ = t.initialize(from: uniqueTags)
-        p.pointee.tags = t
+        p.pointee.program = program
         subtables[st].map.insert(hash: hash, flow: f)
         let ref = UInt64(UInt32(bitPattern: f)) << 32 | UInt64(h.pointee.generation)
         for tag in uniqueTags { tagIndex[tag, default: []].append(ref) }
@@ -434,12 +448,45 @@ public final class FlowTable {
         return idx
     }
 
+    /// The program record for `key`, shared with every flow that has the same one.
+    private func intern(_ key: FlowProgramKey) -> Int32 {
+        if let i = programIndex[key] {
+            programs[Int(i)].users += 1
+            return i
+        }
+        let a = UnsafeMutableBufferPointer<FlowAction>.allocate(capacity: max(1, key.actions.count))
+        _ = a.initialize(from: key.actions)
+        let t = UnsafeMutableBufferPointer<FlowTag>.allocate(capacity: max(1, key.tags.count))
+        _ = t.initialize(from: key.tags)
+        let record = FlowProgram(actions: a, tags: t, key: key, users: 1)
+        let i: Int32
+        if let free = freePrograms.popLast() { i = free; programs[Int(i)] = record }
+        else { i = Int32(programs.count); programs.append(record) }
+        programIndex[key] = i
+        return i
+    }
+
+    /// Tags of flow `f`.
+    private func tags(of f: Int) -> UnsafeMutableBufferPointer<FlowTag> {
+        let p = slots[f].program
+        guard p >= 0 else { return UnsafeMutableBufferPointer(start: nil, count: 0) }
+        return UnsafeMutableBufferPointer(rebasing: programs[Int(p)].tags[0..<programs[Int(p)].key!.tags.count])
+    }
+
     private func freeBuffers(_ f: Int32) {
-        hot[Int(f)].actions?.deallocate()
         hot[Int(f)].actions = nil
         hot[Int(f)].actionCount = 0
-        slots[Int(f)].tags.deallocate()
-        slots[Int(f)].tags = UnsafeMutableBufferPointer(start: nil, count: 0)
+        let p = Int(slots[Int(f)].program)
+        slots[Int(f)].program = -1
+        guard p >= 0 else { return }
+        programs[p].users -= 1
+        if programs[p].users == 0 {
+            programIndex[programs[p].key!] = nil
+            programs[p].actions.deallocate()
+            programs[p].tags.deallocate()
+            programs[p].key = nil
+            freePrograms.append(Int32(p))
+        }
     }
 
     /// Removes flow `f`.
@@ -549,7 +596,7 @@ public final class FlowTable {
         var n = 0
         for i in 0..<slotCount where slots[i].live {
             let ref = UInt64(UInt32(i)) << 32 | UInt64(hot[i].generation)
-            for tag in slots[i].tags { fresh[tag, default: []].append(ref); n += 1 }
+            for tag in tags(of: i) { fresh[tag, default: []].append(ref); n += 1 }
         }
         tagIndex = fresh
         tagRefs = n
@@ -557,7 +604,7 @@ public final class FlowTable {
 
     private var liveTagRefs: Int {
         var n = 0
-        for i in 0..<slotCount where slots[i].live { n += slots[i].tags.count }
+        for i in 0..<slotCount where slots[i].live { n += tags(of: i).count }
         return n
     }
 
@@ -570,7 +617,7 @@ public final class FlowTable {
             let s = slots[i], h = hot[i]
             let mask = subtables[Int(s.subtable)].mask
             out.append(FlowSnapshot(index: Int32(i), match: FlowMatch(key: s.key, mask: mask), actions: Array(actions(of: Int32(i))),
-                                    tags: Array(s.tags), packets: h.packets, bytes: h.bytes,
+                                    tags: Array(tags(of: i)), packets: h.packets, bytes: h.bytes,
                                     installedAt: s.installedAt, lastUsed: h.lastUsed))
         }
         return out
@@ -593,9 +640,11 @@ public final class FlowTable {
         var bytes = slotCapacity * (MemoryLayout<FlowSlot>.stride + MemoryLayout<FlowHot>.stride)
             + (emcMask + 1) * MemoryLayout<EMCEntry>.stride
         for o in 0..<orderCount { bytes += subtables[Int(order[o])].map.capacity * MemoryLayout<KeyMap.Slot>.stride }
-        for i in 0..<slotCount where slots[i].live {
-            bytes += Int(hot[i].actionCount) * MemoryLayout<FlowAction>.stride + slots[i].tags.count * 8 + 32
+        for p in programs where p.key != nil {
+            // The two buffers, and the key's two arrays plus its index entry.
+            bytes += 2 * (p.actions.count * MemoryLayout<FlowAction>.stride + p.tags.count * MemoryLayout<FlowTag>.stride + 64)
         }
+        bytes += programs.count * MemoryLayout<FlowProgram>.stride
         bytes += tagRefs * 8 + tagIndex.count * 48
         return bytes
     }
