@@ -357,7 +357,7 @@ same). Reasons never contain secrets (pre-shared keys, tokens).
 
 | code | message | meaning | `data` |
 |---|---|---|---|
-| -32700 | Parse error | the line/body is not valid JSON | `reason` |
+| -32700 | Parse error | the line/body is not valid JSON (including an object with the same key twice) | `reason` |
 | -32600 | Invalid Request | valid JSON but not a JSON-RPC request (no `method`, wrong `jsonrpc`, empty batch, too large) | `reason` |
 | -32601 | Method not found | no such method | `method` |
 | -32602 | Invalid params | a param is missing, of the wrong type, malformed or out of range, or unknown | `field`, `reason` |

@@ -384,8 +384,20 @@ public final class FlowTable {
         h.pointee.lastUsed = now
         h.pointee.packets = packets
         h.pointee.bytes = bytes
-        // A canonical tag order, so equal tag sets intern to one program.
-        let uniqueTags = Array(Set(tags)).sorted { $0.hashValue < $1.hashValue }
+        // A canonical tag order (by value, duplicates dropped), so equal tag sets intern to
+        // one program. The simulator already returns its tags sorted, so this is one pass.
+        var uniqueTags = tags
+        if !uniqueTags.isEmpty {
+            var sorted = true
+            for i in 1..<uniqueTags.count where uniqueTags[i - 1].rawValue > uniqueTags[i].rawValue { sorted = false; break }
+            if !sorted { uniqueTags.sort { $0.rawValue < $1.rawValue } }
+            var w = 1
+            for r in 1..<uniqueTags.count where uniqueTags[r] != uniqueTags[w - 1] {
+                uniqueTags[w] = uniqueTags[r]
+                w += 1
+            }
+            uniqueTags.removeLast(uniqueTags.count - w)
+        }
         let program = intern(FlowProgramKey(actions: actions, tags: uniqueTags))
         h.pointee.actions = programs[Int(program)].actions.baseAddress
         h.pointee.actionCount = Int32(actions.count)

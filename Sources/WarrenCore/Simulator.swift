@@ -159,7 +159,9 @@ final class SimulationRun {
     var mask = FlowMask.wildcardAll
     var actions: [FlowAction] = []
     var emitted: [FlowAction] = []
-    var tags = Set<FlowTag>()
+    /// Tags as consulted (duplicates allowed; `finish` sorts and dedupes them: cheaper than a
+    /// Set, which would hash every insert and grow several times per simulation).
+    var tags = TagList()
     var generated: [GeneratedPacket] = []
     var effects: [LearningEffect] = []
     var pending: [PendingResolution] = []
@@ -185,7 +187,7 @@ final class SimulationRun {
         var r = SimulationResult(key: key)
         r.mask = mask
         r.actions = actions
-        r.tags = tags.sorted { $0.rawValue < $1.rawValue }
+        r.tags = tags.sortedUnique()
         r.generated = generated
         r.effects = effects
         r.pending = pending
@@ -682,4 +684,25 @@ public struct CollectingSink: PacketSink {
     }
 
     public func release() { scratch.deallocate() }
+}
+
+/// An append-only list of flow tags, sorted and deduplicated once at the end.
+struct TagList {
+    private var items: [FlowTag] = []
+
+    init() { items.reserveCapacity(16) }
+
+    mutating func insert(_ tag: FlowTag) { items.append(tag) }
+
+    func sortedUnique() -> [FlowTag] {
+        var out = items.sorted { $0.rawValue < $1.rawValue }
+        guard out.count > 1 else { return out }
+        var w = 1
+        for r in 1..<out.count where out[r] != out[w - 1] {
+            out[w] = out[r]
+            w += 1
+        }
+        out.removeLast(out.count - w)
+        return out
+    }
 }

@@ -12,7 +12,8 @@
 //    all other numbers become `.double`; numbers that overflow Double are refused;
 //  - strings must be valid UTF-8, control characters must be escaped, and `\u` escapes
 //    must form valid scalars (a lone surrogate is an error, not silently replaced);
-//  - duplicate object keys: the last one wins.
+//  - duplicate object keys are refused (RFC 8259 leaves their meaning open; a request
+//    whose `name` appears twice must not silently mean one of them).
 // Threading: pure functions on values; safe anywhere.
 
 /// Why a byte sequence is not acceptable JSON.
@@ -187,6 +188,7 @@ struct JSONParser {
             guard bytes[index] == UInt8(ascii: "\"") else {
                 throw error("expected a string key in object, found \(describeByte(bytes[index]))")
             }
+            let keyOffset = index
             let key = try parseString()
             skipWhitespace()
             guard index < count else { throw error("unexpected end of input in object") }
@@ -195,7 +197,10 @@ struct JSONParser {
             }
             index += 1
             skipWhitespace()
-            members[key] = try parseValue()
+            let value = try parseValue()
+            if members.updateValue(value, forKey: key) != nil {
+                throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key.prefix(64))\" in object")
+            }
             skipWhitespace()
             guard index < count else { throw error("unexpected end of input in object") }
             switch bytes[index] {

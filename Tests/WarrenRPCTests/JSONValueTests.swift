@@ -102,6 +102,17 @@ final class JSONValueTests: XCTestCase {
         }
     }
 
+    func testDuplicateKeysAreRefused() throws {
+        XCTAssertThrowsError(try parse(#"{"name":"dup","name":"dup2"}"#)) { error in
+            let e = error as! JSONParseError
+            XCTAssertEqual(e.offset, 14, "the offset of the second key")
+            XCTAssertTrue(e.description.contains(#"duplicate key "name""#), e.description)
+        }
+        XCTAssertThrowsError(try parse(#"{"params":{"a":1,"b":{"x":1,"x":1}}}"#), "nested objects too")
+        // The same key in different objects is fine.
+        XCTAssertEqual(try parse(#"[{"a":1},{"a":2}]"#), [["a": 1], ["a": 2]])
+    }
+
     func testErrorNamesOffset() {
         XCTAssertThrowsError(try parse("[1, 2, x]")) { error in
             let e = error as! JSONParseError
