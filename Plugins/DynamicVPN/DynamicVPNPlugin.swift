@@ -40,6 +40,10 @@ public actor DynamicVPNPlugin: WarrenPlugin {
         let bgp: BGPSpeaker
         var injected: [IPv4Prefix: ResourceID] = [:]
         var lastPublished = ""
+        /// A reconciliation is running (it awaits the store commit; the plugin actor may
+        /// re-enter meanwhile) / another one was asked for while it ran.
+        var reconciling = false
+        var reconcileAgain = false
         init(label: String, instance: IPsecInstance, bgp: BGPSpeaker) {
             self.label = label
             self.instance = instance
@@ -152,6 +156,18 @@ public actor DynamicVPNPlugin: WarrenPlugin {
     /// Makes the router's learned routes through `t` equal to what BIRD learned — or
     /// nothing while the tunnel's CHILD_SA is not installed.
     private func reconcileRoutes(_ record: Record, _ t: Tunnel) async {
+        // One reconciliation per tunnel at a time: a second one started while the first
+        // awaits its commit would see `injected` not yet updated and add the routes twice.
+        if t.reconciling { t.reconcileAgain = true; return }
+        t.reconciling = true
+        repeat {
+            t.reconcileAgain = false
+            await reconcileRoutesOnce(record, t)
+        } while t.reconcileAgain
+        t.reconciling = false
+    }
+
+    private func reconcileRoutesOnce(_ record: Record, _ t: Tunnel) async {
         let up = await t.instance.currentStatus().isUp
         guard let port = await t.instance.routerPort() else { return }
         let network = context.network

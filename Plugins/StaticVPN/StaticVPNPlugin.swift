@@ -97,9 +97,13 @@ public actor StaticVPNPlugin: WarrenPlugin {
         let gateway = r.plan.instanceAddress
         let routes = ids
         try await network.mutate(touching: (stale + Array(ids.values)).map { ResourceRef(.route, $0) }, event: "route.added") { t throws(TopologyError) in
+            // Decided again on the topology this change applies to: another ensureRoutes of
+            // the same connection may have been committed since `existing` was read.
             var tags: [FlowTag] = []
-            for rid in stale { tags += try t.removeRoute(rid) }
-            for (s, rid) in routes {
+            for rid in stale where t.routes[rid] != nil { tags += try t.removeRoute(rid) }
+            for (s, rid) in routes where !t.routes.values.contains(where: {
+                $0.router == r.router && $0.owner == owner && $0.destination == s && $0.nextHopPort == port
+            }) {
                 tags += try t.addRoute(Route(id: rid, router: r.router, destination: s, nextHopPort: port, nextHopGateway: gateway,
                                              weight: 100, source: .static, owner: owner))
             }

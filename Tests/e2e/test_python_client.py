@@ -36,7 +36,7 @@ VM_IF, UPLINK_IF = "we-rvm1", "we-ruplink"
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAC_RE = re.compile(r"\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b")
 # Values that differ from run to run by nature: compared by type only.
-TYPE_ONLY = {"uptimeSeconds", "stateDirectory", "socket", "seq", "ageSeconds", "idleSeconds"}
+TYPE_ONLY = {"uptimeSeconds", "stateDirectory", "socket", "seq", "ageSeconds", "idleSeconds", "flowMemoryBytes"}
 
 
 # ---------------------------------------------------------------------------------------
