@@ -26,6 +26,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -667,4 +668,97 @@ const char *cwarren_nlmsgerr_message(const void *p) {
         cursor += NLA_ALIGN(a->nla_len);
     }
     return NULL;
+}
+
+// MARK: TPACKET_V2 receive ring
+
+int cwarren_rx_ring_open(int fd, size_t max_frame, size_t header_size, unsigned min_frames, cwarren_rx_ring *ring) {
+    memset(ring, 0, sizeof *ring);
+    int version = TPACKET_V2;
+    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) < 0) return -errno;
+    // The kernel puts the frame at TPACKET_ALIGN(hdrlen + 16) + vnet header - MAC length
+    // into the slot; leave that much room (and some) before the largest frame.
+    size_t need = TPACKET_ALIGN(TPACKET2_HDRLEN + 16) + header_size + max_frame + 4 /* VLAN */;
+    unsigned frame_size = (unsigned)TPACKET_ALIGN(need);
+    unsigned block_size = 1u << 16;
+    while (block_size < frame_size) block_size <<= 1;
+    unsigned per_block = block_size / frame_size;
+    unsigned blocks = (min_frames + per_block - 1) / per_block;
+    if (blocks == 0) blocks = 1;
+    struct tpacket_req req = {
+        .tp_block_size = block_size, .tp_block_nr = blocks,
+        .tp_frame_size = frame_size, .tp_frame_nr = blocks * per_block,
+    };
+    if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) {
+        int e = errno;
+        version = TPACKET_V1;
+        (void)setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version);
+        return -e;
+    }
+    size_t size = (size_t)block_size * blocks;
+    void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, fd, 0);
+    if (map == MAP_FAILED) map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        int e = errno;
+        struct tpacket_req none = {0};
+        (void)setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &none, sizeof none);
+        return -e;
+    }
+    ring->map = map;
+    ring->map_size = size;
+    ring->frame_size = frame_size;
+    ring->frame_count = blocks * per_block;
+    ring->frames_per_block = per_block;
+    ring->block_size = block_size;
+    ring->next = 0;
+    return 0;
+}
+
+void cwarren_rx_ring_close(cwarren_rx_ring *ring) {
+    if (ring->map) munmap(ring->map, ring->map_size);
+    ring->map = NULL;
+}
+
+static inline struct tpacket2_hdr *cwarren_ring_frame(const cwarren_rx_ring *ring, unsigned i) {
+    unsigned block = i / ring->frames_per_block, slot = i % ring->frames_per_block;
+    return (struct tpacket2_hdr *)((char *)ring->map + (size_t)block * ring->block_size + (size_t)slot * ring->frame_size);
+}
+
+unsigned cwarren_rx_ring_receive(cwarren_rx_ring *ring, unsigned capacity, void *frames, size_t slot_size,
+                                 void *headers, size_t header_size, size_t *lengths,
+                                 unsigned long *truncated, unsigned long *vlan_lost) {
+    unsigned n = 0;
+    while (n < capacity) {
+        struct tpacket2_hdr *h = cwarren_ring_frame(ring, ring->next);
+        uint32_t status = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
+        if (!(status & TP_STATUS_USER)) break;
+        const unsigned char *data = (const unsigned char *)h + h->tp_mac;
+        size_t len = h->tp_snaplen;
+        int vlan = (status & TP_STATUS_VLAN_VALID) != 0;
+        if (h->tp_snaplen < h->tp_len || len > slot_size) {
+            (*truncated)++;
+        } else {
+            unsigned char *f = (unsigned char *)frames + (size_t)n * slot_size;
+            if (header_size > 0) memcpy((char *)headers + (size_t)n * header_size, data - header_size, header_size);
+            if (vlan && (len < 12 || len + 4 > slot_size)) {
+                (*vlan_lost)++;
+                vlan = 0;
+            }
+            if (vlan) {
+                uint16_t tpid = (status & TP_STATUS_VLAN_TPID_VALID) ? h->tp_vlan_tpid : 0x8100;
+                memcpy(f, data, 12);
+                f[12] = tpid >> 8; f[13] = tpid & 0xff;
+                f[14] = h->tp_vlan_tci >> 8; f[15] = h->tp_vlan_tci & 0xff;
+                memcpy(f + 16, data + 12, len - 12);
+                lengths[n] = len + 4;
+            } else {
+                memcpy(f, data, len);
+                lengths[n] = len;
+            }
+            n++;
+        }
+        __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        ring->next = (ring->next + 1) % ring->frame_count;
+    }
+    return n;
 }

@@ -49,6 +49,8 @@ public struct AgentConfiguration: Codable, Sendable {
         /// false runs the agent as a pure control plane (no packet sockets).
         public var enabled: Bool?
         public var batchSize: Int?
+        /// false receives with recvmmsg instead of a TPACKET_V2 ring.
+        public var receiveRing: Bool?
     }
 
     public struct DaemonSettings: Codable, Sendable {

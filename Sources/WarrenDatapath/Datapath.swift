@@ -29,6 +29,9 @@ public struct DatapathConfiguration: Sendable, Hashable {
     public var batchSize = 64
     /// Bytes per frame slot (frames larger than this are dropped and counted).
     public var slotSize = 2048
+    /// Receive through a TPACKET_V2 ring (no system call per batch) where the kernel
+    /// supports it; false uses recvmmsg. Read by the I/O factory.
+    public var receiveRing = true
     public var flowTable = FlowTableConfiguration()
     /// Packets held per next hop while ARP resolves it, and how long (ns).
     public var arpQueueLength = 16

@@ -1,16 +1,21 @@
-// SocketPacketIO: PacketIO over an AF_PACKET socket with batched recvmmsg/sendmmsg.
+// SocketPacketIO: PacketIO over an AF_PACKET socket: frames arrive through a TPACKET_V2
+// receive ring (or recvmmsg) and leave with sendmmsg, in batches.
 //
-// Why recvmmsg/sendmmsg rather than a TPACKET_V3 ring (measured on this kind of
-// machine, LINUX-NOTES.md): both move 230–290 k 60-byte frames/s per core — the veth
-// path in the kernel, not the copy, is the cost — but a V3 ring hands a block over only
-// when it fills or its timer fires (≥ 1 ms), which puts a millisecond on every idle
-// round trip, while poll-driven recvmmsg answers in tens of microseconds. The RTT goal
-// (p50 ≤ 150 µs) decides it. Docs/benchmarks.md has the figures of this build.
+// Receive path, by measurement (Docs/benchmarks.md, `warren-bench datapath`): with
+// recvmmsg, 93 % of the datapath thread's time is in the kernel, a third of it in the
+// receive system call and its copy to user space. A TPACKET_V2 ring removes the system
+// call per batch: the kernel writes each frame into a mapped slot and flips its status,
+// and the datapath walks the ring. V2, not V3: a V3 ring hands over whole blocks, on a
+// ≥ 1 ms timer when traffic is light, which would put a millisecond on every idle round
+// trip (RTT goal p50 ≤ 150 µs); V2 hands over each frame at once. recvmmsg remains the
+// fallback (kernels before 5.8 write no virtio-net header into ring slots; or
+// `DatapathConfiguration.receiveRing = false`).
 //
 // The socket uses PACKET_VNET_HDR: each received frame comes with a virtio-net header
 // telling us whether the sender left its L4 checksum for offload (the datapath completes
 // it) or handed us a segmentation super-frame. Frames we send carry a zeroed header (no
-// offload requested).
+// offload requested). Stripped 802.1Q tags are put back (ring slot header or
+// PACKET_AUXDATA).
 // Threading: used by the datapath thread only.
 
 import WarrenLinux
@@ -19,13 +24,22 @@ public final class SocketPacketIO: PacketIO {
     public let socket: PacketSocket
     private var rx: (batch: PacketBatch, io: MultiMessageBatch)?
     private var tx: (batch: PacketBatch, io: MultiMessageBatch)?
+    /// The receive ring, when in use.
+    public let ring: PacketReceiveRing?
 
     public var fileDescriptor: Int32 { socket.fd }
     public var interfaceName: String { socket.interfaceName }
 
-    public init(interface: String, namespace: String? = nil) throws {
+    /// Opens the socket; with `receiveRing` (and a kernel that supports it) maps a receive
+    /// ring for frames of up to `maxFrame` bytes, falling back to recvmmsg if that fails.
+    public init(interface: String, namespace: String? = nil, receiveRing: Bool = true, maxFrame: Int = 2048) throws {
         socket = try PacketSocket(interface: interface, namespace: namespace,
                                   options: SocketPacketIO.options)
+        if receiveRing && PacketReceiveRing.isSupported {
+            ring = try? PacketReceiveRing(socket: socket, maxFrame: maxFrame, headerSize: VirtioNetHeader.size)
+        } else {
+            ring = nil
+        }
     }
 
     static let options: PacketSocket.Options = {
@@ -44,6 +58,10 @@ public final class SocketPacketIO: PacketIO {
     }
 
     public func receive(into batch: PacketBatch, truncated: inout Int) -> Int {
+        if let ring {
+            return ring.receive(capacity: batch.capacity, frames: batch.frames, slotSize: batch.slotSize, headers: batch.headers,
+                                headerSize: VirtioNetHeader.size, lengths: batch.lengths, truncated: &truncated)
+        }
         let io = messages(batch, &rx, receiving: true)
         return (try? io.receive(from: socket, lengths: batch.lengths, truncated: &truncated)) ?? 0
     }

@@ -115,6 +115,39 @@ unsigned cwarren_mmsg_get_lengths(const void *msgvec, unsigned count, size_t hea
 /// Resets the frame iovec of each of `count` messages to `slot_size` bytes (before RX).
 void cwarren_mmsg_reset_lengths(void *msgvec, unsigned count, size_t slot_size);
 
+// MARK: TPACKET_V2 receive ring
+// A memory-mapped ring the kernel writes received frames into, one fixed-size slot per
+// frame, each handed over by its own status word (V2: no block timer, so no added
+// latency). Receiving is then a walk over the ring with no system call per batch.
+// Set PACKET_VNET_HDR and PACKET_AUXDATA-equivalents before opening: the ring carries
+// the virtio-net header just before each frame and the stripped 802.1Q tag in the slot
+// header.
+
+typedef struct cwarren_rx_ring {
+    void *map;
+    size_t map_size;
+    unsigned frame_size;
+    unsigned frame_count;
+    unsigned frames_per_block;
+    unsigned block_size;
+    unsigned next;
+} cwarren_rx_ring;
+
+/// Switches `fd` to TPACKET_V2 and maps a receive ring with room for frames of
+/// `max_frame` bytes (plus `header_size` bytes of vnet header) and about `min_frames`
+/// slots. 0 or -errno; on failure the socket is left as it was when possible.
+int cwarren_rx_ring_open(int fd, size_t max_frame, size_t header_size, unsigned min_frames, cwarren_rx_ring *ring);
+/// Unmaps the ring (the socket itself is closed by its owner).
+void cwarren_rx_ring_close(cwarren_rx_ring *ring);
+/// Moves up to `capacity` frames from the ring into slots of `slot_size` at `frames`
+/// (their lengths into `lengths`, their vnet headers — when `header_size` > 0 — into
+/// `headers + i * header_size`), re-inserting stripped 802.1Q tags, and gives each ring
+/// slot back to the kernel. Frames longer than a slot or cut by the ring are counted in
+/// `*truncated` and skipped; tags without room in `*vlan_lost`. Returns the count.
+unsigned cwarren_rx_ring_receive(cwarren_rx_ring *ring, unsigned capacity, void *frames, size_t slot_size,
+                                 void *headers, size_t header_size, size_t *lengths,
+                                 unsigned long *truncated, unsigned long *vlan_lost);
+
 // MARK: VLAN tags on receive
 // The kernel strips a received frame's 802.1Q tag into packet metadata; a packet socket
 // sees it only through PACKET_AUXDATA control messages. These put the tag back.
