@@ -63,6 +63,8 @@ public struct PortStatus: Sendable, Hashable, Codable {
     public var interface: String
     /// "up", or why not ("waiting for interface: …").
     public var state: String
+    /// How frames are received while up: "ring" (TPACKET_V2) or "recvmmsg".
+    public var receive: String?
     public var counters: PortCounters
 }
 
@@ -500,7 +502,8 @@ public final class Datapath: @unchecked Sendable {
         stats.arpEntries = learned.arpEntryCount
         stats.topologyVersion = topology.version
         stats.ports = ports.values.sorted { $0.number < $1.number }.map {
-            PortStatus(number: $0.number, port: $0.name, interface: $0.interface, state: $0.state, counters: $0.counters)
+            PortStatus(number: $0.number, port: $0.name, interface: $0.interface, state: $0.state,
+                       receive: $0.io?.receiveMode, counters: $0.counters)
         }
         let s = stats
         lock.withLock {

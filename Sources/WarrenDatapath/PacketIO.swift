@@ -20,6 +20,12 @@ public protocol PacketIO: AnyObject {
     /// Sends the first `batch.count` frames; returns how many the kernel took. Never blocks.
     func send(_ batch: PacketBatch) -> Int
     func close()
+    /// How frames are received, for status ("ring", "recvmmsg", "memory").
+    var receiveMode: String { get }
+}
+
+extension PacketIO {
+    public var receiveMode: String { "batched" }
 }
 
 /// Opens packet I/O for an interface name; throws when the interface does not exist yet
@@ -70,4 +76,6 @@ public final class MemoryPacketIO: PacketIO, @unchecked Sendable {
     }
 
     public func close() { lock.withLock { closed = true } }
+
+    public var receiveMode: String { "memory" }
 }

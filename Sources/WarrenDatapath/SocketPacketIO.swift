@@ -73,4 +73,6 @@ public final class SocketPacketIO: PacketIO {
     }
 
     public func close() { socket.close() }
+
+    public var receiveMode: String { ring == nil ? "recvmmsg" : "ring" }
 }

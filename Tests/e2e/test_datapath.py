@@ -311,6 +311,9 @@ def test_bridge_ping_tcp_udp_intact(agent, hosts):
     assert used, f"flow.list has a used flow from d1's port #{port1}: {flows[:5]}"
     assert any(a.startswith("output") for f in used for a in f["actions"]), used[:3]
     assert sum(f["packets"] for f in flows) > 1000, "flows count their packets"
+    # This kernel (>= 5.8) receives through the TPACKET_V2 ring, and status says so.
+    modes = {p["port"]: p.get("receive") for p in agent.call("agent.status")["datapath"]["ports"] if p["state"] == "up"}
+    assert modes and set(modes.values()) == {"ring"}, modes
 
 
 # MARK: - 2. two subnets through a router
