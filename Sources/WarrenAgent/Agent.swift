@@ -181,6 +181,7 @@ public final class Agent: Sendable {
         } else {
             await processes.detachAll()
         }
+        await network.quiesce()
         try? store.close()
     }
 }

@@ -111,6 +111,12 @@ public actor Network {
         }
     }
 
+    /// Returns once no mutation is waiting for its commit (before the store is closed at
+    /// shutdown, so an acknowledged-or-not mutation is never cut half-way by the close).
+    public func quiesce() async {
+        while committing || !queued.isEmpty { try? await Task.sleep(nanoseconds: 1_000_000) }
+    }
+
     /// The committed topology with the pending changes replayed (after a change failed
     /// half-way on the working copy, or a batch's commit failed). A change that no longer
     /// applies fails its caller.
