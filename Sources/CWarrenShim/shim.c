@@ -696,8 +696,8 @@ int cwarren_rx_ring_open(int fd, size_t max_frame, size_t header_size, unsigned 
         return -e;
     }
     size_t size = (size_t)block_size * blocks;
-    void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, fd, 0);
-    if (map == MAP_FAILED) map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    // Not MAP_LOCKED: a quiet port's slots are mapped into the agent only once used.
+    void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
         int e = errno;
         struct tpacket_req none = {0};

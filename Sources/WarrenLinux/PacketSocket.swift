@@ -268,7 +268,7 @@ public final class PacketReceiveRing {
 
     /// Maps a ring for frames of up to `maxFrame` bytes, with `headerSize` bytes of vnet
     /// header (0 without PACKET_VNET_HDR), about `frames` slots.
-    public init(socket: PacketSocket, maxFrame: Int, headerSize: Int, frames: Int = 512) throws {
+    public init(socket: PacketSocket, maxFrame: Int, headerSize: Int, frames: Int = 256) throws {
         let r = cwarren_rx_ring_open(socket.fd, maxFrame, headerSize, UInt32(max(1, frames)), &ring)
         guard r == 0 else { throw SystemCallError("mapping a receive ring on \(socket.interfaceName)", errno: -r) }
         slots = Int(ring.frame_count)
