@@ -78,9 +78,10 @@ public final class Agent: Sendable {
         }
         if let b = c.datapath?.batchSize { dpConfig.batchSize = max(1, min(1024, b)) }
         if let r = c.datapath?.receiveRing { dpConfig.receiveRing = r }
-        let receiveRing = dpConfig.receiveRing, slotSize = dpConfig.slotSize
+        if let n = c.datapath?.receiveRingSlots { dpConfig.receiveRingSlots = n }
+        let receiveRing = dpConfig.receiveRing, slotSize = dpConfig.slotSize, ringSlots = dpConfig.receiveRingSlots
         let datapathEnabled = c.datapath?.enabled ?? true
-        let datapath: Datapath? = datapathEnabled ? Datapath(configuration: dpConfig, ioFactory: { try SocketPacketIO(interface: $0, receiveRing: receiveRing, maxFrame: slotSize) }) : nil
+        let datapath: Datapath? = datapathEnabled ? Datapath(configuration: dpConfig, ioFactory: { try SocketPacketIO(interface: $0, receiveRing: receiveRing, maxFrame: slotSize, ringSlots: ringSlots) }) : nil
         datapath?.start()
 
         let network = try Network(store: store, sink: datapath, events: events, logger: logger)

@@ -51,6 +51,8 @@ public struct AgentConfiguration: Codable, Sendable {
         public var batchSize: Int?
         /// false receives with recvmmsg instead of a TPACKET_V2 ring.
         public var receiveRing: Bool?
+        /// Frame slots per port's receive ring (16…4096; default 256, ~0.55 MiB per port).
+        public var receiveRingSlots: Int?
     }
 
     public struct DaemonSettings: Codable, Sendable {
@@ -102,6 +104,9 @@ public struct AgentConfiguration: Codable, Sendable {
         if let f = flows {
             if let m = f.maxFlows, m < 16 { throw ConfigurationError("flows.maxFlows: must be at least 16") }
             if let t = f.idleTimeoutSeconds, t <= 0 { throw ConfigurationError("flows.idleTimeoutSeconds: must be positive") }
+        }
+        if let n = datapath?.receiveRingSlots, !(16...4096).contains(n) {
+            throw ConfigurationError("datapath.receiveRingSlots: must be 16…4096, got \(n)")
         }
         guard let http else { return nil }
         guard http.listen.split(separator: ":").count == 2, let port = Int(http.listen.split(separator: ":")[1]), (0...65535).contains(port) else {

@@ -32,6 +32,8 @@ public struct DatapathConfiguration: Sendable, Hashable {
     /// Receive through a TPACKET_V2 ring (no system call per batch) where the kernel
     /// supports it; false uses recvmmsg. Read by the I/O factory.
     public var receiveRing = true
+    /// Frame slots per receive ring (each ~2.1 KiB of kernel memory mapped into the agent).
+    public var receiveRingSlots = 256
     public var flowTable = FlowTableConfiguration()
     /// Packets held per next hop while ARP resolves it, and how long (ns).
     public var arpQueueLength = 16

@@ -32,11 +32,12 @@ public final class SocketPacketIO: PacketIO {
 
     /// Opens the socket; with `receiveRing` (and a kernel that supports it) maps a receive
     /// ring for frames of up to `maxFrame` bytes, falling back to recvmmsg if that fails.
-    public init(interface: String, namespace: String? = nil, receiveRing: Bool = true, maxFrame: Int = 2048) throws {
+    public init(interface: String, namespace: String? = nil, receiveRing: Bool = true, maxFrame: Int = 2048,
+                ringSlots: Int = 256) throws {
         socket = try PacketSocket(interface: interface, namespace: namespace,
                                   options: SocketPacketIO.options)
         if receiveRing && PacketReceiveRing.isSupported {
-            ring = try? PacketReceiveRing(socket: socket, maxFrame: maxFrame, headerSize: VirtioNetHeader.size)
+            ring = try? PacketReceiveRing(socket: socket, maxFrame: maxFrame, headerSize: VirtioNetHeader.size, frames: ringSlots)
         } else {
             ring = nil
         }
