@@ -1,7 +1,7 @@
 // PacketIO: the boundary between the datapath and the host's interfaces.
 //
-// `SocketPacketIO` (in SocketPacketIO.swift) uses an AF_PACKET socket with batched
-// recvmmsg/sendmmsg; `MemoryPacketIO` is the in-memory fake the unit tests drive. The
+// `SocketPacketIO` (in SocketPacketIO.swift) uses an AF_PACKET socket with a TPACKET_V2
+// receive ring (or batched recvmmsg) and batched sendmmsg; `MemoryPacketIO` is the in-memory fake the unit tests drive. The
 // datapath only sees this protocol, so every forwarding rule is testable without a
 // kernel, and the same scenarios run for real in network namespaces.
 // Threading: an instance is used by the datapath thread only (opened and closed there).

@@ -6,6 +6,7 @@
 // PACKET_VNET_HDR, forced buffer sizes). `MultiMessageBatch` does batched I/O with
 // recvmmsg/sendmmsg over caller-owned contiguous slot memory; the mmsghdr/iovec arrays are
 // filled once by the C shim, so Swift never touches the C layouts per packet.
+// `PacketReceiveRing` maps a TPACKET_V2 receive ring instead (walked by the C shim).
 // Invariants: `fd` is valid until `close()`; close is idempotent and also done by deinit.
 // With `vnetHeader` every frame on the wire of this socket is preceded by a 10-byte
 // virtio_net_hdr (`VirtioNetHeader`), in RX and TX.
