@@ -368,7 +368,7 @@ def test_a_100_mib_line_is_refused_without_buffering_it(agent):
 
 
 FIELD_ERRORS = [
-    ("port.create", {"device": "r1", "name": "r1-x", "address": "10.0.0.0/33"}, -32602, "address"),
+    ("port.create", {"device": "r1", "name": "r1-x", "address": "100.64.0.0/33"}, -32602, "address"),
     ("port.create", {"device": "r1", "name": "r1-x", "address": "100.64.0.1/24", "mac": "02:00:00:00:00"}, -32602, "mac"),
     ("port.create", {"device": "b1", "name": "b1-x", "vlan": "ten"}, -32602, "vlan"),
     ("port.create", {"device": "b1", "name": "b1-x", "vlan": 5000}, -32602, "vlan"),
