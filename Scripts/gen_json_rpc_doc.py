@@ -19,17 +19,13 @@ makes the script fail, naming it.
 from __future__ import annotations
 
 import json
-import os
-import select
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "Tests" / "e2e"))
-from warren_e2e import BUILD, Agent  # noqa: E402
+from warren_e2e import BUILD, Agent, Connection  # noqa: E402
 
 DOC = ROOT / "Docs" / "json-rpc.md"
 EXAMPLE = ROOT / "Scripts" / "examples" / "warren_client.py"
@@ -40,44 +36,13 @@ VM_IF, UPLINK_IF = "we-rvm1", "we-ruplink"
 # Talking to the agent
 
 
-class Session:
-    """One NDJSON connection; records exchanges as ```jsonrpc blocks."""
+class Session(Connection):
+    """One NDJSON connection (the e2e harness's) that records exchanges as ```jsonrpc blocks."""
 
     def __init__(self, path: str):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
-        self.buffer = b""
-        self.events: list[dict] = []
-        self.next_id = 1
+        super().__init__(path)
         self.lines: list[str] = []
         self.answers = 0
-
-    def _read(self, timeout: float):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
-                return None
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("the agent closed the connection")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
-
-    def _answer(self):
-        while True:
-            m = self._read(30)
-            if m is None:
-                raise TimeoutError("no answer")
-            if isinstance(m, dict) and m.get("method") == "agent.event":
-                self.events.append(m)
-            else:
-                return m
-
-    def take_id(self) -> int:
-        self.next_id += 1
-        return self.next_id - 1
 
     def _show(self, message, cut: int | None = None):
         if cut is not None:
@@ -91,18 +56,17 @@ class Session:
 
     def send_text(self, text: str, answered: bool = True, cut: int | None = None):
         self.lines.append("→ " + text)
-        self.sock.sendall(text.encode() + b"\n")
+        self.send_line(text)
         if answered:
-            answer = self._answer()
+            answer = self.answer()
             self._show(answer, cut)
             return answer
         return None
 
     def call(self, method: str, params: dict | None = None, cut: int | None = None):
-        request = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
+        request = {"jsonrpc": "2.0", "id": self.take_id(), "method": method}
         if params is not None:
             request["params"] = params
-        self.next_id += 1
         answer = self.send_text(json.dumps(request, ensure_ascii=False), cut=cut)
         return answer.get("result", answer.get("error"))
 
@@ -114,18 +78,12 @@ class Session:
         for method, params, is_call in calls:
             r = {"jsonrpc": "2.0", "method": method, "params": params or {}}
             if is_call:
-                r["id"] = self.next_id
-                self.next_id += 1
+                r["id"] = self.take_id()
             requests.append(r)
         return self.send_text(json.dumps(requests))
 
-    def event(self):
-        while not self.events:
-            m = self._read(10)
-            if m is None:
-                raise TimeoutError("no agent.event")
-            self.events.append(m)
-        self._show(self.events.pop(0))
+    def show_event(self):
+        self._show(self.event())
 
     def block(self) -> str:
         text = "```jsonrpc\n" + "\n".join(self.lines) + "\n```\n"
@@ -816,7 +774,7 @@ def transport_and_errors(s: Session) -> tuple[str, str]:
 
     s.call("agent.subscribe", {"topics": ["topology"]})
     s.call("bridge.create", {"name": "b2"})
-    s.event()
+    s.show_event()
     s.call("agent.unsubscribe", {"topics": ["topology"]})
     subscribe_block = s.block()
     transport = fill(TRANSPORT, status_block=status_block.rstrip("\n"), batch_block=batch_block.rstrip("\n"),

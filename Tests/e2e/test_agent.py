@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import random
-import select
 import signal
 import socket
 import sqlite3
@@ -24,62 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from warren_e2e import Agent, RPCError
-
-
-class Conn:
-    """One persistent NDJSON connection (the harness's Agent.call opens one per call)."""
-
-    def __init__(self, path: str, timeout: float = 30):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.buffer = b""
-        self.events: list[dict] = []
-        self.next_id = 1
-
-    def send_raw(self, data: bytes):
-        self.sock.sendall(data)
-
-    def read(self, timeout: float = 30):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
-                return None
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("the agent closed the connection")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
-
-    def answer(self, timeout: float = 30):
-        while True:
-            m = self.read(timeout)
-            assert m is not None, f"no answer within {timeout} s"
-            if isinstance(m, dict) and m.get("method") == "agent.event":
-                self.events.append(m)
-            else:
-                return m
-
-    def request(self, method: str, params=None) -> dict:
-        """Sends one call and returns the whole response object."""
-        rid = self.next_id
-        self.next_id += 1
-        self.send_raw(json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}}).encode() + b"\n")
-        response = self.answer()
-        assert response.get("id") == rid, f"answer to {rid} expected, got {response}"
-        return response
-
-    def call(self, method: str, params=None):
-        response = self.request(method, params)
-        if "error" in response:
-            raise RPCError(response["error"])
-        return response["result"]
-
-    def close(self):
-        self.sock.close()
+from warren_e2e import Agent, Connection
 
 
 def digest(paths: list[Path]) -> dict[str, str | None]:
@@ -160,7 +104,7 @@ def test_kill9_mid_stream_keeps_every_acknowledged_mutation(seed):
         error: list[BaseException] = []
 
         def client():
-            conn = Conn(a.socket_path, timeout=10)
+            conn = Connection(a.socket_path, timeout=10)
             try:
                 for i, (method, params, _, _) in enumerate(ops):
                     conn.call(method, params)
@@ -300,7 +244,7 @@ def test_garbage_on_the_socket_is_answered_and_changes_nothing(agent):
     rng = random.Random(42)
     agent.call("bridge.create", name="b1")
     v = version(agent)
-    conn = Conn(agent.socket_path)
+    conn = Connection(agent.socket_path)
     try:
         # Random bytes: parse errors (a line that is not JSON), the connection stays usable.
         for _ in range(20):
@@ -346,7 +290,7 @@ def test_garbage_on_the_socket_is_answered_and_changes_nothing(agent):
 
 
 def test_a_100_mib_line_is_refused_without_buffering_it(agent):
-    conn = Conn(agent.socket_path, timeout=10)
+    conn = Connection(agent.socket_path, timeout=10)
     chunk = b"x" * (1 << 20)
     sent = 0
     try:
@@ -411,7 +355,7 @@ def test_refused_calls_name_the_field_and_change_nothing(agent):
     agent.call("chain.create", name="c1")
     agent.call("chain.attach", chain="c1", port="b1-p", hook="inbound")
     before = agent.call("topology.get")
-    conn = Conn(agent.socket_path)
+    conn = Connection(agent.socket_path)
     try:
         for method, params, code, field in FIELD_ERRORS:
             m = conn.request(method, params)
@@ -436,7 +380,7 @@ def test_16_concurrent_clients_200_calls_each(agent):
 
     def client(k: int):
         try:
-            conn = Conn(agent.socket_path)
+            conn = Connection(agent.socket_path)
             for i in range(200):
                 if i % 20 == 0:
                     name = f"cc{k}-{i}"
@@ -536,11 +480,11 @@ def test_http_needs_the_bearer_token_and_serves_metrics(tmp_path):
 
 
 def test_subscribers_receive_topology_events(agent):
-    sub = Conn(agent.socket_path)
-    other = Conn(agent.socket_path)
+    sub = Connection(agent.socket_path)
+    other = Connection(agent.socket_path)
     try:
         assert sub.call("agent.subscribe", {"topics": ["topology"]}) == {"topics": ["topology"]}
-        quiet = Conn(agent.socket_path)
+        quiet = Connection(agent.socket_path)
         quiet.call("agent.subscribe", {"topics": ["vpn"]})
         v0 = other.call("topology.get")["version"]
         other.call("bridge.create", {"name": "eb"})
@@ -573,7 +517,7 @@ def test_subscribers_receive_topology_events(agent):
 
 def test_sigterm_exits_0_and_removes_the_socket(agent):
     agent.call("bridge.create", name="before-term")
-    sub = Conn(agent.socket_path)
+    sub = Connection(agent.socket_path)
     sub.call("agent.subscribe", {"topics": ["*"]})
     assert os.path.exists(agent.socket_path)
     assert agent.stop(signal.SIGTERM) == 0

@@ -18,14 +18,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from warren_e2e import BUILD, ROOT, Agent, run
+from warren_e2e import BUILD, ROOT, Agent, Connection, run
 
 DOC = ROOT / "Docs" / "json-rpc.md"
 EXAMPLE = ROOT / "Scripts" / "examples" / "warren_client.py"
@@ -153,51 +151,6 @@ class Matcher:
         """A documented request with the real IDs and MACs of this session."""
         return UUID_RE.sub(lambda m: self.forward.get(m.group(0), m.group(0)),
                            MAC_RE.sub(lambda m: self.forward.get(m.group(0), m.group(0)), text))
-
-
-class Connection:
-    """One NDJSON connection that keeps pushed notifications apart from answers."""
-
-    def __init__(self, path: str):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
-        self.buffer = b""
-        self.events: list[dict] = []
-
-    def send_line(self, text: str):
-        self.sock.sendall(text.encode() + b"\n")
-
-    def read(self, timeout: float):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
-                return None
-            chunk = self.sock.recv(65536)
-            assert chunk, "the agent closed the connection"
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
-
-    def answer(self, timeout: float = 30):
-        while True:
-            m = self.read(timeout)
-            assert m is not None, f"no answer within {timeout} s"
-            if isinstance(m, dict) and m.get("method") == "agent.event":
-                self.events.append(m)
-            else:
-                return m
-
-    def event(self, timeout: float = 10):
-        while not self.events:
-            m = self.read(timeout)
-            assert m is not None, f"no agent.event within {timeout} s"
-            assert isinstance(m, dict) and m.get("method") == "agent.event", f"expected an event, got {m!r}"
-            self.events.append(m)
-        return self.events.pop(0)
-
-    def close(self):
-        self.sock.close()
 
 
 def expects_answer(text: str) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -41,6 +42,79 @@ class RPCError(Exception):
     @property
     def field(self) -> str | None:
         return self.data.get("field")
+
+
+class Connection:
+    """One persistent NDJSON connection to the agent's Unix socket (`Agent.call` opens one
+    per call). Pushed `agent.event` notifications are kept apart from answers."""
+
+    def __init__(self, path: str, timeout: float = 30):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buffer = b""
+        self.events: list[dict] = []
+        self.next_id = 1
+
+    def send_raw(self, data: bytes):
+        self.sock.sendall(data)
+
+    def send_line(self, text: str):
+        self.sock.sendall(text.encode() + b"\n")
+
+    def read(self, timeout: float = 30):
+        """The next message, or None if none came within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                return None
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("the agent closed the connection")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def answer(self, timeout: float = 30):
+        """The next message that is not an event (events are kept in `events`)."""
+        while True:
+            m = self.read(timeout)
+            assert m is not None, f"no answer within {timeout} s"
+            if isinstance(m, dict) and m.get("method") == "agent.event":
+                self.events.append(m)
+            else:
+                return m
+
+    def event(self, timeout: float = 10) -> dict:
+        """The next pushed agent.event (answers must not arrive meanwhile)."""
+        while not self.events:
+            m = self.read(timeout)
+            assert m is not None, f"no agent.event within {timeout} s"
+            assert isinstance(m, dict) and m.get("method") == "agent.event", f"expected an event, got {m!r}"
+            self.events.append(m)
+        return self.events.pop(0)
+
+    def take_id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
+
+    def request(self, method: str, params=None) -> dict:
+        """Sends one call and returns the whole response object."""
+        rid = self.take_id()
+        self.send_line(json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}}))
+        response = self.answer()
+        assert response.get("id") == rid, f"answer to {rid} expected, got {response}"
+        return response
+
+    def call(self, method: str, params=None):
+        response = self.request(method, params)
+        if "error" in response:
+            raise RPCError(response["error"])
+        return response["result"]
+
+    def close(self):
+        self.sock.close()
 
 
 def run(cmd: list[str] | str, check: bool = True, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
