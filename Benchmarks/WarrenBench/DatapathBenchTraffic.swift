@@ -15,6 +15,7 @@
 // buffers belong to its own thread between start() and stop().
 
 import Synchronization
+import WarrenCore
 import WarrenLinux
 #if canImport(Glibc)
 import Glibc
@@ -172,7 +173,7 @@ final class TrafficGenerator: @unchecked Sendable {
 
     private func loop() {
         if let cpu { pinCurrentThread(cpu: cpu) }
-        var rng = SplitMix(seed: UInt64(monotonicNanos()))
+        var rng = SeededGenerator(seed: UInt64(monotonicNanos()))
         var next = 0  // index of the next frame of a cycle/pairs pattern not yet sent
         var total = 0
         while !stopFlag.load(ordering: .relaxed) {
@@ -207,19 +208,6 @@ final class TrafficGenerator: @unchecked Sendable {
             default: break
             }
         }
-    }
-}
-
-/// A small fast PRNG (SplitMix64) for port randomisation.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

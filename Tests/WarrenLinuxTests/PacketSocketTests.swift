@@ -31,6 +31,28 @@ final class PacketSocketTests: XCTestCase {
         return f
     }
 
+    /// Sends one UDP datagram ("warren") from the namespace's own stack out of wlt0a, which
+    /// leaves it with its checksum still to be completed (veth offload). Returns the payload.
+    private func sendKernelUDP(_ ns: String, _ nl: Netlink) throws -> [UInt8] {
+        try nl.addAddress("100.64.5.1/24", to: "wlt0a")
+        try mustShell("ip -n \(ns) neigh add 100.64.5.2 lladdr 02:00:00:00:05:02 dev wlt0a")
+        let udp = try NetworkNamespace.run(in: ns) { socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0) }
+        XCTAssertGreaterThanOrEqual(udp, 0)
+        defer { close(udp) }
+        var to = sockaddr_in()
+        to.sin_family = sa_family_t(AF_INET)
+        to.sin_port = in_port_t(UInt16(5555).bigEndian)
+        inet_pton(AF_INET, "100.64.5.2", &to.sin_addr)
+        let payload = Array("warren".utf8)
+        let sent = withUnsafePointer(to: &to) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                payload.withUnsafeBytes { sendto(udp, $0.baseAddress, $0.count, 0, sa, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
+        XCTAssertEqual(sent, payload.count)
+        return payload
+    }
+
     /// Receives until `count` frames arrived or 2 s passed.
     private func receiveAll(_ socket: PacketSocket, batch: MultiMessageBatch, frames: UnsafeMutableRawPointer,
                             slotSize: Int, count: Int, truncated: inout Int) throws -> [[UInt8]] {
@@ -112,25 +134,10 @@ final class PacketSocketTests: XCTestCase {
 
     func testVnetHeaderReportsChecksumOffloadOfKernelTraffic() throws {
         let (ns, nl) = try vethNamespace("pk3")
-        try nl.addAddress("100.64.5.1/24", to: "wlt0a")
-        try mustShell("ip -n \(ns) neigh add 100.64.5.2 lladdr 02:00:00:00:05:02 dev wlt0a")
         let b = try PacketSocket(interface: "wlt0b", namespace: ns, options: .init(vnetHeader: true))
         // A UDP datagram from the namespace's stack leaves wlt0a with its checksum still to
         // be completed (veth offload): the header must say so.
-        let udp = try NetworkNamespace.run(in: ns) { socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0) }
-        XCTAssertGreaterThanOrEqual(udp, 0)
-        defer { close(udp) }
-        var to = sockaddr_in()
-        to.sin_family = sa_family_t(AF_INET)
-        to.sin_port = in_port_t(UInt16(5555).bigEndian)
-        inet_pton(AF_INET, "100.64.5.2", &to.sin_addr)
-        let payload = Array("warren".utf8)
-        let sentBytes = withUnsafePointer(to: &to) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                payload.withUnsafeBytes { sendto(udp, $0.baseAddress, $0.count, 0, sa, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        }
-        XCTAssertEqual(sentBytes, payload.count)
+        let payload = try sendKernelUDP(ns, nl)
         let slot = 2048
         let frames = UnsafeMutableRawPointer.allocate(byteCount: slot * 8, alignment: 64)
         let headers = UnsafeMutableRawPointer.allocate(byteCount: VirtioNetHeader.size * 8, alignment: 16)
@@ -226,20 +233,7 @@ final class PacketSocketTests: XCTestCase {
         XCTAssertEqual(vlan.first?.1, tagged, "VLAN 100 (PCP 1) restored after the MAC addresses")
 
         // Kernel UDP leaves wlt0a with its checksum to be completed: the ring's vnet header says so.
-        try nl.addAddress("100.64.5.1/24", to: "wlt0a")
-        try mustShell("ip -n \(ns) neigh add 100.64.5.2 lladdr 02:00:00:00:05:02 dev wlt0a")
-        let udp = try NetworkNamespace.run(in: ns) { socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0) }
-        defer { close(udp) }
-        var to = sockaddr_in()
-        to.sin_family = sa_family_t(AF_INET)
-        to.sin_port = in_port_t(UInt16(5555).bigEndian)
-        inet_pton(AF_INET, "100.64.5.2", &to.sin_addr)
-        let payload = Array("warren".utf8)
-        _ = withUnsafePointer(to: &to) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                payload.withUnsafeBytes { sendto(udp, $0.baseAddress, $0.count, 0, sa, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        }
+        let payload = try sendKernelUDP(ns, nl)
         var udpFrame: (VirtioNetHeader?, [UInt8])?
         let deadline = Date().addingTimeInterval(2)
         while udpFrame == nil && Date() < deadline {
