@@ -221,10 +221,6 @@ public actor IPsecInstance {
         try NetworkNamespace.setSysctl("net.ipv4.ip_forward", "1", namespace: ns)
         try NetworkNamespace.setSysctl("net.ipv4.conf.all.rp_filter", "0", namespace: ns)
         try NetworkNamespace.setSysctl("net.ipv4.conf.default.rp_filter", "0", namespace: ns)
-        // The first ARP for the uplink gateway can go out before the datapath has opened the
-        // new uplink port; the kernel's 1 s retry then delayed every tunnel's first IKE
-        // packet by a second (measured). Retry ARP every 100 ms instead.
-        try NetworkNamespace.setSysctl("net.ipv4.neigh.out0.retrans_time_ms", "100", namespace: ns)
         try inNS.replaceRoute(RouteSpec(destination: "default", gateway: uplink.gateway.description, outputInterface: "out0"))
         // kernel-libipsec refuses to install a CHILD_SA whose local selector holds no
         // address of this namespace ("error installing route with policy"). For policy

@@ -5,8 +5,8 @@
 // the topology (WarrenCore validates and returns the flow tags it invalidates); write the
 // touched resources to the store in one transaction — shared by every mutation that
 // arrived while the previous transaction ran (group commit); only then make the batch's
-// topology current, hand it and the tags to the datapath, publish the events and
-// acknowledge. Readers see only committed state. If validation fails, nothing changed; if
+// topology current, hand it and the tags to the datapath, wait until the datapath has
+// applied it, publish the events and acknowledge. Readers see only committed state. If validation fails, nothing changed; if
 // the store write fails, the whole batch fails and the working copy is rebuilt from the
 // committed topology — that is what lets a mutation be acknowledged only after it is
 // committed and never half-applied.
@@ -31,6 +31,13 @@ public struct ResourceRef: Hashable, Sendable {
 /// Where the network sends its configuration (the datapath, or nothing in tests).
 public protocol TopologySink: Sendable {
     func apply(topology: Topology, invalidate tags: [FlowTag])
+    /// Returns once everything handed to `apply` so far is in effect (for the datapath:
+    /// flows invalidated, newly bound ports open). A mutation is acknowledged after this.
+    func settle() async
+}
+
+extension TopologySink {
+    public func settle() async {}
 }
 
 public actor Network {
@@ -167,6 +174,9 @@ public actor Network {
                 commits += 1
                 committedMutations += UInt64(batch.count)
                 sink?.apply(topology: snapshot, invalidate: batch.flatMap(\.tags))
+                // Acknowledge only once the datapath forwards by it: a port bound by this
+                // batch is open, no stale flow is left (a caller may send at once).
+                await sink?.settle()
                 for p in batch {
                     if let event = p.event {
                         events.publish(topic: "topology", data: ["change": .string(event), "version": .int(Int64(p.version))])

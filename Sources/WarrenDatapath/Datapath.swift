@@ -178,6 +178,11 @@ public final class Datapath: @unchecked Sendable {
         enqueue { dp in dp.install(topology: topology, invalidate: tags) }
     }
 
+    /// Returns once every topology handed to `apply` before the call is installed (ports
+    /// bound by it open, its tags invalidated): the mailbox is FIFO, so a no-op behind them
+    /// has run after them. Returns also when the thread is stopped (commands run inline).
+    public func settle() async { await perform { _ in () } }
+
     /// Runs `body` on the datapath thread and returns its result.
     public func perform<T: Sendable>(_ body: @escaping @Sendable (DatapathView) -> T) async -> T {
         await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
@@ -224,6 +229,8 @@ public final class Datapath: @unchecked Sendable {
         }
         wake()
         if let t { pthread_join(t, nil) }
+        // Commands queued while the thread was exiting still run (a caller may await one).
+        drainMailbox()
         for p in ports.values { p.io?.close(); p.io = nil }
         lock.withLock { published.running = false }
     }

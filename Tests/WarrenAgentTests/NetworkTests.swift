@@ -243,6 +243,34 @@ final class NetworkTests: XCTestCase {
         try again.store.close()
     }
 
+    /// A sink that takes its time to put a topology into effect.
+    final class SlowSink: TopologySink, @unchecked Sendable {
+        private let lock = NSLock()
+        private var handed: UInt64 = 0
+        private var inEffect: UInt64 = 0
+        var effective: UInt64 { lock.withLock { inEffect } }
+        func apply(topology: Topology, invalidate tags: [FlowTag]) { lock.withLock { handed = topology.version } }
+        func settle() async {
+            try? await Task.sleep(nanoseconds: 30_000_000)
+            lock.withLock { inEffect = handed }
+        }
+    }
+
+    /// A mutation is acknowledged only once the datapath has the change in effect.
+    func testMutationIsAcknowledgedAfterTheSinkSettles() async throws {
+        let dir = try makeTempDirectory(self)
+        let store = try Store(path: dir + "/warren.db")
+        let sink = SlowSink()
+        let network = try Network(store: store, sink: sink, events: EventBus(), logger: Logger(label: "test"))
+        for i in 0..<3 {
+            let t = try await network.mutate(touching: [ResourceRef(.bridge, ResourceID(high: 3, low: UInt64(i)))]) { t throws(TopologyError) in
+                try t.addBridge(Bridge(id: ResourceID(high: 3, low: UInt64(i)), name: "s\(i)"))
+            }
+            XCTAssertEqual(sink.effective, t.version, "mutation \(i) acknowledged before the sink settled")
+        }
+        try store.close()
+    }
+
     func testSuccessfulMutationReachesStoreDatapathAndSubscribers() async throws {
         let dir = try makeTempDirectory(self)
         let core = try AgentCore(directory: dir)

@@ -151,6 +151,29 @@ final class DatapathTests: XCTestCase {
         XCTAssertEqual(s.malformed["bad_ip_length"], 1)
     }
 
+    /// `settle` returns only after the datapath thread installed what `apply` handed it
+    /// (the agent acknowledges a mutation after it: a port just bound is already open), and
+    /// it does not hang once the thread has stopped.
+    func testSettleWaitsForTheThreadToInstall() async throws {
+        var t = Topology()
+        let b = id()
+        _ = try t.addBridge(Bridge(id: b, name: "b"))
+        let ifs = Interfaces()
+        let dp = makeDatapath(ifs)
+        dp.start()
+        for i in 1...20 {
+            _ = try t.addPort(Port(id: id(), name: "vm\(i)", device: b, binding: .exterior(interface: "veth\(i)"),
+                                   mac: .locallyAdministered(seed: UInt64(i))))
+            dp.apply(topology: t, invalidate: [])
+            await dp.settle()
+            XCTAssertNotNil(ifs.lock.withLock { ifs.ios["veth\(i)"] }, "veth\(i) is open when settle returns")
+        }
+        dp.stop()
+        _ = try t.addPort(Port(id: id(), name: "late", device: b, binding: .exterior(interface: "late0"), mac: .locallyAdministered(seed: 99)))
+        dp.apply(topology: t, invalidate: [])
+        await dp.settle()
+    }
+
     func testMissingInterfaceIsRetried() throws {
         var t = Topology()
         let b = id()
